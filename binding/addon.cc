@@ -1,0 +1,14 @@
+// The addon's entry point: registers the tensor factories, the runtime functions and every op.
+#include <napi.h>
+
+#include "binding/ops.h"
+#include "binding/tensor_handle.h"
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  qwenlong::register_tensor_functions(env, exports);
+  qwenlong::register_runtime(env, exports);
+  qwenlong::register_add(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(qwenlong_native, InitAddon)

@@ -1,0 +1,31 @@
+// Registration of every op's glue, and the device dispatch they share.
+#pragma once
+#include <napi.h>
+
+#include "cuda/common/device.h"
+#include "cuda/common/error.h"
+
+namespace qwenlong {
+
+// Inside a dispatch's CUDA branch: the call, or nothing when the binary has no CUDA (dispatch() has thrown already).
+#ifdef QWENLONG_HAVE_CUDA
+#define QWENLONG_CUDA_CALL(call) call
+#else
+#define QWENLONG_CUDA_CALL(call) (void)0
+#endif
+
+// Runs the CPU or the CUDA implementation for `device`; CUDA work is queued on the compute stream.
+template <typename Cpu, typename Cuda>
+void dispatch(Device device, const char* op, Cpu&& cpu, Cuda&& cuda) {
+  if (device == Device::cpu) {
+    cpu();
+    return;
+  }
+  require_cuda(op);
+  cuda();
+}
+
+void register_runtime(Napi::Env env, Napi::Object exports);
+void register_add(Napi::Env env, Napi::Object exports);
+
+}  // namespace qwenlong

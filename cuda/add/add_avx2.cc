@@ -1,0 +1,72 @@
+// add with AVX2 + F16C: 8 lanes, f16/bf16 converted in registers. Large outputs use streaming stores so the
+// written lines skip the read-for-ownership (the op is bound by memory bandwidth).
+#include <immintrin.h>
+
+#include "cuda/add/add.h"
+
+namespace qwenlong {
+
+namespace {
+
+inline __m256 load8(const void* base, int64_t i, DType t) {
+  if (t == DType::f32) return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+  if (t == DType::f16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// f32 -> bf16, round to nearest even, NaN kept quiet: the same bits as f32_to_bf16().
+inline __m128i to_bf16(__m256 v) {
+  __m256i u = _mm256_castps_si256(v);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+  __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+  __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+  __m256i is_nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7f800000));
+  __m256i r = _mm256_blendv_epi8(rounded, quiet, is_nan);
+  __m256i packed = _mm256_packus_epi32(r, r);  // per 128-bit lane: [r0..r3, r0..r3 | r4..r7, r4..r7]
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
+}
+
+inline void store8(void* base, int64_t i, DType t, __m256 v, bool stream) {
+  if (t == DType::f32) {
+    float* p = static_cast<float*>(base) + i;
+    if (stream) _mm256_stream_ps(p, v); else _mm256_storeu_ps(p, v);
+    return;
+  }
+  __m128i h = t == DType::f16 ? _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) : to_bf16(v);
+  __m128i* p = reinterpret_cast<__m128i*>(static_cast<uint16_t*>(base) + i);
+  if (stream) _mm_stream_si128(p, h); else _mm_storeu_si128(p, h);
+}
+
+}  // namespace
+
+void add_range_avx2(const AddParams& p, int64_t begin, int64_t end) {
+  const size_t esize = dtype_size(p.dtype);
+  const int64_t stream_min_bytes = int64_t(8) << 20;
+  bool stream = static_cast<int64_t>((end - begin) * esize) >= stream_min_bytes;
+  int64_t i = begin;
+  if (stream) {  // streaming stores need 16/32-byte aligned addresses: peel up to the boundary
+    const uintptr_t align = p.dtype == DType::f32 ? 32 : 16;
+    int64_t peel = begin;
+    while (peel < end && (reinterpret_cast<uintptr_t>(static_cast<char*>(p.out) + peel * esize) % align) != 0) ++peel;
+    if ((reinterpret_cast<uintptr_t>(static_cast<char*>(p.out) + peel * esize) % align) != 0) stream = false;
+    else {
+      add_range_scalar(p, begin, peel);
+      i = peel;
+    }
+  }
+  const __m256 alpha = _mm256_set1_ps(p.alpha), beta = _mm256_set1_ps(p.beta);
+  if (p.b) {
+    for (; i + 8 <= end; i += 8) {
+      __m256 y = _mm256_add_ps(_mm256_mul_ps(alpha, load8(p.a, i, p.dtype)), _mm256_mul_ps(beta, load8(p.b, i, p.dtype)));
+      store8(p.out, i, p.dtype, y, stream);
+    }
+  } else {
+    for (; i + 8 <= end; i += 8) store8(p.out, i, p.dtype, _mm256_mul_ps(alpha, load8(p.a, i, p.dtype)), stream);
+  }
+  if (stream) _mm_sfence();
+  add_range_scalar(p, i, end);
+}
+
+}  // namespace qwenlong

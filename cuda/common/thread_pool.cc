@@ -1,0 +1,106 @@
+#include "cuda/common/thread_pool.h"
+
+#include <cstdlib>
+#include <string>
+
+namespace qwenlong {
+
+static int threads_from_env() {
+  const char* env = std::getenv("QWENLONG_THREADS");
+  if (env && *env) {
+    char* end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (end && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+ThreadPool& ThreadPool::instance() {
+  static ThreadPool* pool = new ThreadPool(threads_from_env());  // never destroyed: workers may outlive statics
+  return *pool;
+}
+
+ThreadPool::ThreadPool(int threads) { start(threads); }
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::start(int threads) {
+  num_threads_ = threads < 1 ? 1 : threads;
+  stopping_ = false;
+  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+void ThreadPool::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    ++generation_;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void ThreadPool::resize(int threads) {
+  if (threads == num_threads_) return;
+  stop();
+  start(threads);
+}
+
+void ThreadPool::run_tasks() {
+  for (;;) {
+    int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
+    if (task >= job_tasks_) break;
+    try {
+      (*job_)(task);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      if (!error_) error_ = std::current_exception();
+      next_task_.store(job_tasks_, std::memory_order_relaxed);  // stop handing out work
+    }
+  }
+}
+
+void ThreadPool::worker_loop(int) {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return generation_ != seen; });
+      seen = generation_;
+      if (stopping_) return;
+    }
+    run_tasks();
+    busy_workers_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
+  if (tasks <= 0) return;
+  // Small jobs, a one-thread pool, and nested calls run inline.
+  if (tasks == 1 || num_threads_ == 1 || in_parallel_) {
+    for (int64_t t = 0; t < tasks; ++t) fn(t);
+    return;
+  }
+  in_parallel_ = true;
+  error_ = nullptr;
+  job_ = &fn;
+  job_tasks_ = tasks;
+  next_task_.store(0, std::memory_order_relaxed);
+  busy_workers_.store(num_threads_ - 1, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++generation_;
+  }
+  wake_.notify_all();
+  run_tasks();
+  // Workers finish their last task; spin briefly, then yield.
+  for (int spins = 0; busy_workers_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins > 2000) std::this_thread::yield();
+  }
+  job_ = nullptr;
+  in_parallel_ = false;
+  if (error_) std::rethrow_exception(error_);
+}
+
+}  // namespace qwenlong

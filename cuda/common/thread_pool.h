@@ -1,0 +1,61 @@
+// The CPU backend's thread pool. Ops split their work into a fixed number of tasks that depends only on the
+// problem size and the pool size, and every task writes its own outputs (reductions merge per-task partials in
+// task order), so results are bitwise identical from run to run for a fixed thread count, whichever worker runs
+// which task.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace qwenlong {
+
+class ThreadPool {
+ public:
+  // Threads: QWENLONG_THREADS if set, else the hardware's.
+  static ThreadPool& instance();
+
+  int size() const { return num_threads_; }
+  // Resize the pool (the calling thread counts as one). Must not be called while a parallel_for runs.
+  void resize(int threads);
+
+  // Run fn(task) for task in [0, tasks). Blocks until all are done; the calling thread works too.
+  // An exception thrown by a task is rethrown here (the first one) after all tasks stop.
+  void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);
+
+  ~ThreadPool();
+
+ private:
+  explicit ThreadPool(int threads);
+  void start(int threads);
+  void stop();
+  void worker_loop(int index);
+  void run_tasks();
+
+  int num_threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+  // State of the current job.
+  const std::function<void(int64_t)>* job_ = nullptr;
+  int64_t job_tasks_ = 0;
+  std::atomic<int64_t> next_task_{0};
+  std::atomic<int> busy_workers_{0};
+  std::exception_ptr error_;
+  std::mutex error_mu_;
+  bool in_parallel_ = false;
+};
+
+// Split [0, n) into `parts` contiguous ranges of nearly equal length; returns the range of `part`.
+inline void split_range(int64_t n, int64_t parts, int64_t part, int64_t* begin, int64_t* end) {
+  int64_t base = n / parts, extra = n % parts;
+  *begin = part * base + (part < extra ? part : extra);
+  *end = *begin + base + (part < extra ? 1 : 0);
+}
+
+}  // namespace qwenlong

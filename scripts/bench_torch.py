@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Times ops in PyTorch for qwenlong's benchmarks, on the same sizes and thread count.
+
+Reads {"cases": [{"op": ..., ...}], "threads": N, "quick": bool} on stdin and prints
+{"results": [{"medianMs", "samples", "version"} | null, ...]}; exits 1 when torch cannot be imported.
+"""
+import json
+import statistics
+import sys
+import time
+
+try:
+    import torch
+except Exception:  # torch missing or broken: the caller reports its own figures alone
+    sys.exit(1)
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def timed(fn, quick, min_time=0.5, min_samples=10, warmup=3):
+    if quick:
+        min_time, min_samples = 0.1, 5
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_samples or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), len(times)
+
+
+def case_add(c, quick):
+    n, dtype = int(c["n"]), DTYPES[c.get("dtype", "f32")]
+    a = torch.rand(n, dtype=torch.float32).to(dtype)
+    b = torch.rand(n, dtype=torch.float32).to(dtype)
+    out = torch.empty_like(a)
+    return timed(lambda: torch.add(a, b, alpha=1.0, out=out), quick)
+
+
+def case_matmul(c, quick):
+    m, n, k = int(c["m"]), int(c["n"]), int(c["k"])
+    dtype = DTYPES[c.get("dtype", "f32")]
+    a = torch.rand(k, m, dtype=torch.float32).to(dtype).t() if c.get("transA") else torch.rand(m, k).to(dtype)
+    b = torch.rand(n, k, dtype=torch.float32).to(dtype).t() if c.get("transB") else torch.rand(k, n).to(dtype)
+    out = torch.empty(m, n, dtype=dtype)
+    return timed(lambda: torch.matmul(a, b, out=out), quick)
+
+
+CASES = {"add": case_add, "matmul": case_matmul}
+
+
+def main():
+    spec = json.load(sys.stdin)
+    torch.set_num_threads(int(spec.get("threads", 1)))
+    results = []
+    for c in spec["cases"]:
+        fn = CASES.get(c.get("op"))
+        if fn is None:
+            results.append(None)
+            continue
+        median, samples = fn(c, bool(spec.get("quick")))
+        results.append({"medianMs": median, "samples": samples, "version": torch.__version__})
+    json.dump({"results": results}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+/**
+ * The benchmark runner behind `qwenlong bench` and `npm run bench`: finds the suites (`bench/<name>.bench.ts`,
+ * compiled into `dist/bench/`), runs them with warm-up and medians, prints a machine line and a table, and
+ * appends the records to `bench/results/<suite>.jsonl` with the machine, date and commit.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, appendFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+import { packageRoot } from '../native/addon.js';
+import { info } from '../native/runtime.js';
+import type { BenchContext, BenchRecord, BenchSuite, TimeOptions } from './types.js';
+
+export interface RunOptions {
+  names: string[];
+  quick: boolean;
+  save: boolean;
+  /** Folder for the JSONL results. Default `bench/results` under the current directory. */
+  resultsDir: string;
+  log: (line: string) => void;
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  threads: number;
+  isa: string;
+  memoryGiB: number;
+  gpu: string | null;
+  node: string;
+}
+
+export function machine(): Machine {
+  const i = info();
+  return {
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: cpus().length,
+    threads: i.cpu.threads,
+    isa: i.cpu.isa,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    gpu: i.cuda.available ? (i.cuda.devices[0]?.name ?? null) : null,
+    node: process.versions.node,
+  };
+}
+
+export function machineLine(m: Machine): string {
+  return `${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.isa}, ${m.memoryGiB} GiB, GPU: ${m.gpu ?? 'none'}, node ${m.node}`;
+}
+
+function gitCommit(): string | null {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Median of the timed iterations after warm-up; iterations continue until both minimums are met. */
+export async function timeIt(fn: () => unknown, opts: TimeOptions = {}, quick = false): Promise<{ medianMs: number; samples: number }> {
+  const warmup = opts.warmup ?? 3;
+  const minSamples = quick ? Math.min(opts.minSamples ?? 10, 5) : (opts.minSamples ?? 10);
+  const minTimeMs = quick ? Math.min(opts.minTimeMs ?? 500, 100) : (opts.minTimeMs ?? 500);
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < minSamples || performance.now() - start < minTimeMs) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+    if (times.length >= 100000) break;
+  }
+  times.sort((x, y) => x - y);
+  const mid = times.length >> 1;
+  const medianMs = times.length % 2 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2;
+  return { medianMs, samples: times.length };
+}
+
+/** The suites that exist, by name. */
+export function suiteFiles(): Map<string, string> {
+  const dir = join(packageRoot(), 'dist', 'bench');
+  const files = new Map<string, string>();
+  if (!existsSync(dir)) return files;
+  for (const f of readdirSync(dir)) {
+    const m = /^(.*)\.bench\.js$/.exec(f);
+    if (m) files.set(m[1]!, join(dir, f));
+  }
+  return files;
+}
+
+function formatFigures(figures: Record<string, number | string>): string {
+  return Object.entries(figures)
+    .map(([k, v]) => `${typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(3)) : v} ${k}`)
+    .join(', ');
+}
+
+export async function runBenchmarks(opts: RunOptions): Promise<BenchRecord[]> {
+  const available = suiteFiles();
+  const names = opts.names.length ? opts.names : [...available.keys()].sort();
+  for (const name of names) {
+    if (!available.has(name)) throw new RangeError(`bench: no suite named '${name}' (have: ${[...available.keys()].sort().join(', ') || 'none'})`);
+  }
+  const m = machine();
+  opts.log(`machine: ${machineLine(m)}`);
+  const ctx: BenchContext = { quick: opts.quick, log: opts.log, time: (fn, t) => timeIt(fn, t, opts.quick) };
+  const all: BenchRecord[] = [];
+  const date = new Date().toISOString();
+  const commit = gitCommit();
+  for (const name of names) {
+    const mod = (await import(pathToFileURL(available.get(name)!).href)) as { default: BenchSuite };
+    opts.log(`\n# ${name}: ${mod.default.description}`);
+    const records = await mod.default.run(ctx);
+    for (const r of records) {
+      const perCall = r.medianMs >= 1 ? `${r.medianMs.toFixed(3)} ms` : `${(r.medianMs * 1000).toFixed(3)} µs`;
+      opts.log(`${r.case.padEnd(44)} ${perCall.padStart(12)}  ${formatFigures(r.figures)}`);
+    }
+    if (opts.save && records.length) {
+      mkdirSync(opts.resultsDir, { recursive: true });
+      const lines = records.map((r) => JSON.stringify({ date, commit, machine: m, quick: opts.quick, ...r })).join('\n') + '\n';
+      appendFileSync(join(opts.resultsDir, `${name}.jsonl`), lines);
+    }
+    all.push(...records);
+  }
+  return all;
+}

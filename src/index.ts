@@ -1,0 +1,10 @@
+/**
+ * qwenlong: the QwenLong-L1.5 post-training recipe on a native CPU/CUDA runtime.
+ *
+ *   import { Tensor, ops, info } from 'qwenlong';
+ */
+export { Tensor, type DType, type TensorData, type TensorOptions, type TypedArrayOf, DTYPES } from './native/tensor.js';
+export type { Device } from './native/device.js';
+export { info, memoryStats, setThreads, setIsa, synchronize, emptyCache, type Info, type MemoryStats } from './native/runtime.js';
+export { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, toHalfBits, fromHalfBits, contiguousStrides } from './native/half.js';
+export * as ops from './ops/index.js';

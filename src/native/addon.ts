@@ -1,0 +1,110 @@
+/**
+ * Loads the native addon once. The binary is found by node-gyp-build: a local build in `build/Release` first,
+ * then a prebuilt `prebuilds/<platform>-<arch>/qwenlong.napi.node`. `QWENLONG_ADDON=/path/to/qwenlong.node`
+ * loads that file instead (sanitizer builds, side-by-side comparisons).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The opaque native half of a Tensor. */
+export interface NativeTensorHandle {
+  dispose(): void;
+  read<T extends ArrayBufferView>(out: T): T;
+  readAsync<T extends ArrayBufferView>(out: T): Promise<T>;
+  copyTo(device: string): NativeTensorHandle;
+}
+
+export interface NativeCudaStatus {
+  compiled: boolean;
+  archs: string;
+  available: boolean;
+  reason: string;
+  runtimeVersion: number;
+  driverVersion: number;
+  devices: { name: string; memoryBytes: number; smCount: number; computeCapability: string }[];
+}
+
+/** The functions the addon exports. Every one validates its arguments itself. */
+export interface NativeAddon {
+  empty(shape: number[], dtype: string, device: string, zero: boolean): NativeTensorHandle;
+  fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensorHandle;
+  info(): { cuda: NativeCudaStatus; cpu: { isa: string; supportedIsas: string[]; threads: number } };
+  setIsa(isa: string): void;
+  setThreads(threads: number): void;
+  memoryStats(device: string): { inUse: number; cached: number; peak: number };
+  synchronize(): void;
+  emptyCache(): void;
+  noop(): void;
+  memcpy(dst: NativeTensorHandle, src: NativeTensorHandle): void;
+  add(a: NativeTensorHandle, b: NativeTensorHandle | null, out: NativeTensorHandle | null, alpha: number, beta: number): NativeTensorHandle;
+}
+
+/** The package root: the nearest folder above this file whose package.json is qwenlong's. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'qwenlong') return dir;
+      } catch {
+        // not ours; keep walking up
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('qwenlong: cannot find the package root (package.json) above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
+
+let loaded: { addon: NativeAddon; path: string } | undefined;
+
+/** The addon and the file it came from; throws with install advice when no binary matches. */
+export function loadAddon(): { addon: NativeAddon; path: string } {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  const override = process.env.QWENLONG_ADDON;
+  if (override) {
+    loaded = { addon: require(override) as NativeAddon, path: override };
+    applyEnvironment(loaded.addon);
+    return loaded;
+  }
+  const root = packageRoot();
+  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  let path: string;
+  try {
+    path = nodeGypBuild.resolve(root);
+  } catch (err) {
+    throw new Error(
+      `qwenlong: no native binary for ${process.platform}-${process.arch} (node ${process.versions.node}). ` +
+        'Build it from source with `npm rebuild qwenlong` (needs cmake >= 3.24 and a C++17 compiler; nvcc adds the CUDA backend). ' +
+        `(${(err as Error).message})`,
+    );
+  }
+  loaded = { addon: require(path) as NativeAddon, path };
+  applyEnvironment(loaded.addon);
+  return loaded;
+}
+
+// QWENLONG_ISA and QWENLONG_THREADS are read natively at start; here a bad value becomes a clear error.
+function applyEnvironment(addon: NativeAddon): void {
+  const isa = process.env.QWENLONG_ISA;
+  if (isa) {
+    try {
+      addon.setIsa(isa);
+    } catch (err) {
+      throw new RangeError(`QWENLONG_ISA=${isa}: ${(err as Error).message}`);
+    }
+  }
+  const threads = process.env.QWENLONG_THREADS;
+  if (threads && !/^[1-9][0-9]*$/.test(threads.trim())) {
+    throw new RangeError(`QWENLONG_THREADS must be a positive integer, not '${threads}'`);
+  }
+}
+
+/** The addon (loaded on first use). */
+export function native(): NativeAddon {
+  return loadAddon().addon;
+}
