@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <unistd.h>
+
 #include <unordered_map>
 #include <vector>
 
@@ -141,6 +143,10 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
   void* p = nullptr;
   if (device == Device::cpu) {
     if (bytes > 0) {
+      // Refuse what the machine cannot hold rather than let the kernel's overcommit kill the process later.
+      static const size_t physical = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+      if (bytes > physical)
+        throw_range("cannot allocate " + std::to_string(bytes) + " bytes of host memory: the machine has " + std::to_string(physical));
       size_t rounded = (bytes + 63) / 64 * 64;
       p = std::aligned_alloc(64, rounded);
       if (!p) throw_range("cannot allocate " + std::to_string(bytes) + " bytes of host memory");

@@ -48,15 +48,25 @@ export function parseDType(value: unknown, what: string): DType {
   throw new TypeError(`${what}: dtype must be one of ${DTYPES.join(', ')}, not ${describe(value)}`);
 }
 
+/** The options argument: undefined (all defaults) or an object. */
+export function checkOptions<T extends object>(what: string, opts: T | undefined): Partial<T> {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`${what}: options must be an object, not ${describe(opts)}`);
+  return opts;
+}
+
 export function checkShape(shape: unknown, what: string): number[] {
   if (!Array.isArray(shape)) throw new TypeError(`${what}: shape must be an array of non-negative integers, not ${describe(shape)}`);
   if (shape.length > 8) throw new RangeError(`${what}: shape has ${shape.length} dimensions (at most 8)`);
+  let total = 1;
   for (let i = 0; i < shape.length; i++) {
     const d: unknown = shape[i];
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 0 || d > 2 ** 40) {
       throw new RangeError(`${what}: shape[${i}] = ${describe(d)} is not a valid dimension (an integer from 0 to 2^40)`);
     }
+    total *= d;
   }
+  if (total > 2 ** 40) throw new RangeError(`${what}: shape [${shape.join(', ')}] has more than 2^40 elements`);
   return shape.slice() as number[];
 }
 
@@ -134,8 +144,9 @@ export class Tensor {
    * converted (rounded to nearest even for f16/bf16). A Uint16Array is taken as raw f16/bf16 bits and needs
    * `opts.dtype`. The shape defaults to 1-D.
    */
-  static from(data: TensorData, shape?: readonly number[], opts: TensorOptions = {}): Tensor {
+  static from(data: TensorData, shape?: readonly number[], options?: TensorOptions): Tensor {
     const what = 'Tensor.from';
+    const opts = checkOptions(what, options);
     if (data === null || typeof data !== 'object') throw new TypeError(`${what}: data must be a TypedArray or an array of numbers, not ${describe(data)}`);
     const dtype = opts.dtype === undefined ? inferDType(data, what) : parseDType(opts.dtype, what);
     const dims = shape === undefined ? [data.length] : checkShape(shape, what);
@@ -148,20 +159,26 @@ export class Tensor {
   }
 
   /** A tensor of zeros. */
-  static zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+  static zeros(shape: readonly number[], opts?: TensorOptions): Tensor {
     return Tensor.#allocate('Tensor.zeros', shape, opts, true);
   }
 
   /** A tensor whose contents are undefined (fastest; every element must be written before it is read). */
-  static empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+  static empty(shape: readonly number[], opts?: TensorOptions): Tensor {
     return Tensor.#allocate('Tensor.empty', shape, opts, false);
   }
 
-  static #allocate(what: string, shape: readonly number[], opts: TensorOptions, zero: boolean): Tensor {
+  static #allocate(what: string, shape: readonly number[], options: TensorOptions | undefined, zero: boolean): Tensor {
+    const opts = checkOptions(what, options);
     const dims = checkShape(shape, what);
     const dtype = opts.dtype === undefined ? 'f32' : parseDType(opts.dtype, what);
     const device = opts.device === undefined ? defaultDevice().device : parseDevice(opts.device, what);
     return new Tensor(native().empty(dims, dtype, device, zero), dims, dtype, device);
+  }
+
+  /** True for a real Tensor (a brand check: lookalike objects and subclass tricks do not pass). */
+  static isTensor(value: unknown): value is Tensor {
+    return typeof value === 'object' && value !== null && #handle in value;
   }
 
   get ndim(): number {
@@ -231,7 +248,7 @@ export function leakedTensorCount(): number {
 
 /** Throws unless `value` is a live Tensor. */
 export function checkTensor(value: unknown, what: string, arg: string): Tensor {
-  if (!(value instanceof Tensor)) throw new TypeError(`${what}: argument '${arg}' must be a Tensor, not ${describe(value)}`);
+  if (!Tensor.isTensor(value)) throw new TypeError(`${what}: argument '${arg}' must be a Tensor, not ${describe(value)}`);
   if (value.disposed) throw new TypeError(`${what}: argument '${arg}' has been disposed`);
   return value;
 }

@@ -5,7 +5,7 @@
  */
 import { native } from '../native/addon.js';
 import { Tensor, checkTensor } from '../native/tensor.js';
-import { checkFinite, checkSameShape } from './checks.js';
+import { checkFinite, checkFloat, checkOptions, checkSameShape } from './checks.js';
 
 export interface AddOptions {
   /** Scale of a. Default 1. */
@@ -17,9 +17,10 @@ export interface AddOptions {
 }
 
 /** alpha·a + beta·b. */
-export function add(a: Tensor, b: Tensor, opts: AddOptions = {}): Tensor {
+export function add(a: Tensor, b: Tensor, options?: AddOptions): Tensor {
   const op = 'ops.add';
-  checkTensor(a, op, 'a');
+  const opts = checkOptions(op, options);
+  checkFloat(op, 'a', checkTensor(a, op, 'a'));
   checkTensor(b, op, 'b');
   checkSameShape(op, 'b', b, a);
   const alpha = checkFinite(op, 'alpha', opts.alpha ?? 1);
@@ -35,9 +36,10 @@ export interface ScaleOptions {
 }
 
 /** s·x. */
-export function scale(x: Tensor, s: number, opts: ScaleOptions = {}): Tensor {
+export function scale(x: Tensor, s: number, options?: ScaleOptions): Tensor {
   const op = 'ops.scale';
-  checkTensor(x, op, 'x');
+  const opts = checkOptions(op, options);
+  checkFloat(op, 'x', checkTensor(x, op, 'x'));
   const factor = checkFinite(op, 's', s);
   const out = opts.out === undefined ? undefined : checkSameShape(op, 'out', checkTensor(opts.out, op, 'out'), x);
   const handle = native().add(x.handle, null, out ? out.handle : null, factor, 0);

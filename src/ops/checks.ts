@@ -2,11 +2,24 @@
 import { describe } from '../native/device.js';
 import type { Tensor } from '../native/tensor.js';
 
+export { checkOptions } from '../native/tensor.js';
+
+const F32_MAX = 3.4028234663852886e38;
+
+/** A number that stays finite in f32 (the kernels compute in f32). */
 export function checkFinite(op: string, arg: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || Math.abs(value) > F32_MAX) {
     throw new (typeof value === 'number' ? RangeError : TypeError)(`${op}: argument '${arg}' must be a finite number, not ${describe(value)}`);
   }
   return value;
+}
+
+/** Float dtypes only (f32, f16, bf16). */
+export function checkFloat(op: string, arg: string, t: Tensor): Tensor {
+  if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
+    throw new TypeError(`${op}: argument '${arg}' is ${t.dtype}; ${op} takes f32, f16 or bf16`);
+  }
+  return t;
 }
 
 export function checkSameShape(op: string, arg: string, t: Tensor, ref: Tensor): Tensor {

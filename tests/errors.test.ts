@@ -1,0 +1,124 @@
+// Bad input to every public entry point: a clear TypeError/RangeError naming the op and the argument, and
+// nothing already written is changed. Also the environment switches (QWENLONG_DEVICE, QWENLONG_ISA, ...).
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { Tensor, ops, setIsa, setThreads } from '../src/index.js';
+import { native } from '../src/native/addon.js';
+
+const root = join(import.meta.dirname, '..');
+const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+
+function runNode(code: string, env: Record<string, string>) {
+  return spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
+}
+
+describe('ops.add / ops.scale bad input', () => {
+  const a = Tensor.from([1, 2, 3, 4], [2, 2], { device: 'cpu' });
+  const b = Tensor.from([1, 2, 3, 4], [2, 2], { device: 'cpu' });
+
+  it('names the op and the argument', () => {
+    expect(() => ops.add({} as Tensor, b)).toThrow(/ops.add: argument 'a' must be a Tensor/);
+    expect(() => ops.add(a, Object.create(Tensor.prototype) as Tensor)).toThrow(/ops.add: argument 'b' must be a Tensor/);
+    expect(() => ops.add(a, Tensor.from([1, 2, 3, 4], [4], { device: 'cpu' }))).toThrow(RangeError);
+    expect(() => ops.add(a, Tensor.from([1, 2, 3, 4], [2, 2], { dtype: 'bf16', device: 'cpu' }))).toThrow(/argument 'b' is bf16, expected f32/);
+    const ints = Tensor.from([1, 2], [2], { dtype: 'i32', device: 'cpu' });
+    expect(() => ops.add(ints, ints)).toThrow(/ops.add: argument 'a' is i32; ops.add takes f32, f16 or bf16/);
+    expect(() => ops.add(a, b, { alpha: NaN })).toThrow(/ops.add: argument 'alpha' must be a finite number/);
+    expect(() => ops.add(a, b, { beta: '2' as unknown as number })).toThrow(TypeError);
+    expect(() => ops.scale(a, Infinity)).toThrow(/ops.scale: argument 's'/);
+    const gone = Tensor.from([1, 2, 3, 4], [2, 2], { device: 'cpu' });
+    gone.dispose();
+    expect(() => ops.add(a, gone)).toThrow(/argument 'b' has been disposed/);
+    expect(() => ops.scale(gone, 2)).toThrow(/argument 'x' has been disposed/);
+  });
+
+  it('leaves the output untouched when it refuses', async () => {
+    const out = Tensor.from([9, 9, 9, 9], [2, 2], { device: 'cpu' });
+    expect(() => ops.add(a, b, { out, alpha: NaN })).toThrow();
+    expect(() => ops.add(a, Tensor.from([1, 2], [2], { device: 'cpu' }), { out })).toThrow();
+    expect(Array.from(await out.toArray())).toEqual([9, 9, 9, 9]);
+  });
+});
+
+describe('Tensor factories bad input', () => {
+  it('rejects bad shapes, dtypes, devices and data', () => {
+    expect(() => Tensor.zeros([-1])).toThrow(/shape\[0\] = number -1/);
+    expect(() => Tensor.zeros([1.5])).toThrow(RangeError);
+    expect(() => Tensor.zeros([1, 1, 1, 1, 1, 1, 1, 1, 1])).toThrow(/9 dimensions/);
+    expect(() => Tensor.zeros([2 ** 41])).toThrow(RangeError);
+    expect(() => Tensor.zeros('3' as unknown as number[])).toThrow(/shape must be an array/);
+    expect(() => Tensor.zeros([3], { dtype: 'f64' as never })).toThrow(/dtype must be one of/);
+    expect(() => Tensor.zeros([3], { device: 'tpu' as never })).toThrow(/device must be 'cpu' or 'cuda'/);
+    expect(() => Tensor.from(new Float32Array(5), [2, 2])).toThrow(/5 elements but shape \[2, 2\] needs 4/);
+    expect(() => Tensor.from(null as never)).toThrow(/data must be/);
+    expect(() => Tensor.from({ length: 2 } as never)).toThrow(TypeError);
+    // Larger than the machine: refused up front, not killed later.
+    expect(() => Tensor.empty([2 ** 40], { dtype: 'f32', device: 'cpu' })).toThrow(/cannot allocate/);
+  });
+
+  it('refuses CUDA tensors with the reason when CUDA cannot be used', () => {
+    if (process.env.QWENLONG_DEVICE === 'cuda') return;
+    expect(() => Tensor.zeros([2], { device: 'cuda' })).toThrow(/CUDA is not available: .+/);
+  });
+
+  it('the native functions validate on their own (no TS layer in front)', () => {
+    const n = native();
+    expect(() => n.fromArray(new Float32Array(3), [4], 'f32', 'cpu')).toThrow(/holds 12 bytes but shape and dtype need 16/);
+    expect(() => n.empty([3], 'f32', 'gpu', false)).toThrow(/device/);
+    expect(() => n.add(null as never, null, null, 1, 1)).toThrow(/ops.add: argument 'a' must be a Tensor/);
+    const Handle = (n as unknown as { TensorHandle: new (...args: unknown[]) => unknown }).TensorHandle;
+    expect(() => new Handle()).toThrow(/not constructible from JS/);
+    expect(() => new Handle({})).toThrow(TypeError);
+    const h = n.empty([2], 'f32', 'cpu', true);
+    expect(() => h.read(new Float32Array(3))).toThrow(/holds 12 bytes, the tensor 8/);
+    expect(() => (h.read as (this: unknown, x: unknown) => unknown).call({}, new Float32Array(2))).toThrow();
+    expect(() => setThreads(0)).toThrow(/setThreads/);
+    expect(() => setIsa('sse9')).toThrow(/unknown ISA 'sse9'/);
+  });
+});
+
+describe('environment switches', () => {
+  it('QWENLONG_DEVICE=cuda throws the reason where CUDA cannot work', () => {
+    if (process.env.QWENLONG_DEVICE === 'cuda') return;
+    const r = runNode(`import('./dist/src/index.js').then((m) => m.Tensor.zeros([1]))`, { QWENLONG_DEVICE: 'cuda' });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/QWENLONG_DEVICE=cuda, but CUDA cannot be used: \S+/);
+    const info = spawnSync(process.execPath, [cli, 'info'], { env: { ...process.env, QWENLONG_DEVICE: 'cuda' }, encoding: 'utf8' });
+    expect(info.status).toBe(1);
+    expect(info.stderr).toMatch(/CUDA cannot be used/);
+  });
+
+  it('QWENLONG_DEVICE=cpu, QWENLONG_THREADS and QWENLONG_ISA are honoured or refused clearly', () => {
+    const ok = runNode(`import('./dist/src/index.js').then((m) => console.log(JSON.stringify(m.info())))`, {
+      QWENLONG_DEVICE: 'cpu',
+      QWENLONG_THREADS: '3',
+      QWENLONG_ISA: 'scalar',
+    });
+    expect(ok.status).toBe(0);
+    const i = JSON.parse(ok.stdout) as { device: string; cpu: { threads: number; isa: string } };
+    expect(i.device).toBe('cpu');
+    expect(i.cpu.threads).toBe(3);
+    expect(i.cpu.isa).toBe('scalar');
+    const bad = runNode(`import('./dist/src/index.js').then((m) => m.info())`, { QWENLONG_ISA: 'avx9000' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/QWENLONG_ISA=avx9000/);
+    const badThreads = runNode(`import('./dist/src/index.js').then((m) => m.info())`, { QWENLONG_THREADS: 'many' });
+    expect(badThreads.stderr).toMatch(/QWENLONG_THREADS must be a positive integer/);
+  });
+
+  it('`qwenlong info --json` reports the device, CUDA status with a reason, and the CPU', () => {
+    const r = spawnSync(process.execPath, [cli, 'info', '--json'], { encoding: 'utf8', env: { ...process.env, QWENLONG_DEVICE: '' } });
+    expect(r.status).toBe(0);
+    const i = JSON.parse(r.stdout) as { version: string; device: string; cuda: Record<string, unknown>; cpu: { isa: string; threads: number } };
+    expect(i.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(['cpu', 'cuda']).toContain(i.device);
+    for (const key of ['compiled', 'archs', 'available', 'reason', 'runtimeVersion', 'driverVersion', 'devices']) expect(i.cuda).toHaveProperty(key);
+    if (!i.cuda.available) {
+      expect(i.device).toBe('cpu');
+      expect(String(i.cuda.reason).length).toBeGreaterThan(10);
+    }
+    expect(i.cpu.threads).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,124 @@
+// Tensor runtime: factories, dtypes, read-back, devices, disposal, memory accounting.
+import { describe, expect, it } from 'vitest';
+
+import { Tensor, emptyCache, info, memoryStats } from '../src/index.js';
+import { f32ToBf16, f32ToF16 } from '../src/native/half.js';
+import { gpuRun, randomArray } from './helpers.js';
+
+const device = gpuRun() ? 'cuda' : 'cpu';
+
+describe('Tensor', () => {
+  it('round-trips every dtype through native memory', async () => {
+    const x = randomArray(1000, 1);
+    const f = Tensor.from(x, [10, 100], { device });
+    expect(f.dtype).toBe('f32');
+    expect(f.shape).toEqual([10, 100]);
+    expect(f.size).toBe(1000);
+    expect(await f.toArray()).toEqual(x);
+
+    const i32 = Int32Array.from({ length: 77 }, (_, i) => (i * 2654435761) | 0);
+    expect(await Tensor.from(i32, undefined, { device }).toArray()).toEqual(i32);
+    const i64 = BigInt64Array.from({ length: 9 }, (_, i) => BigInt(i) * 10n ** 15n - 7n);
+    expect(await Tensor.from(i64, undefined, { device }).toArray()).toEqual(i64);
+    const u8 = Uint8Array.from({ length: 33 }, (_, i) => (i * 37) & 255);
+    expect(await Tensor.from(u8, undefined, { device }).toArray()).toEqual(u8);
+
+    for (const dt of ['f16', 'bf16'] as const) {
+      const t = Tensor.from(x, [1000], { dtype: dt, device });
+      const bits = await t.toArray();
+      const conv = dt === 'f16' ? f32ToF16 : f32ToBf16;
+      expect(Array.from(bits as Uint16Array)).toEqual(Array.from(x, (v) => conv(v)));
+      const raw = Tensor.from(bits as Uint16Array, [1000], { dtype: dt, device });
+      expect(await raw.toArray()).toEqual(bits);
+    }
+  });
+
+  it('converts numbers to the requested dtype and checks integer ranges', async () => {
+    expect(await Tensor.from([1, 2, 3], [3], { dtype: 'i32' }).toArray()).toEqual(Int32Array.from([1, 2, 3]));
+    expect(await Tensor.from([5, 6], [2], { dtype: 'i64' }).toArray()).toEqual(BigInt64Array.from([5n, 6n]));
+    expect(() => Tensor.from([1.5], [1], { dtype: 'i32' })).toThrow(RangeError);
+    expect(() => Tensor.from([256], [1], { dtype: 'u8' })).toThrow(/data\[0\] = 256/);
+    expect(() => Tensor.from(new Uint16Array(2))).toThrow(/f16 or bf16/);
+  });
+
+  it('makes zeros, scalars and empty tensors', async () => {
+    const z = Tensor.zeros([3, 0, 2], { device });
+    expect(z.size).toBe(0);
+    expect((await z.toArray()).length).toBe(0);
+    const zz = Tensor.zeros([4, 5], { dtype: 'bf16', device });
+    expect(Array.from(await zz.toArray())).toEqual(new Array(20).fill(0));
+    const s = Tensor.from([2.5], [], { device });
+    expect(s.ndim).toBe(0);
+    expect(await s.item()).toBe(2.5);
+    expect(await Tensor.from([3], [1], { dtype: 'bf16' }).item()).toBe(3);
+    await expect(Tensor.zeros([2]).item()).rejects.toThrow(/2 elements/);
+    expect(Tensor.empty([2, 3], { dtype: 'i32', device }).shape).toEqual([2, 3]);
+  });
+
+  it('copies between devices (and to() on the same device returns the tensor itself)', async () => {
+    const x = Tensor.from(randomArray(64, 2), [8, 8], { device: 'cpu' });
+    expect(x.to('cpu')).toBe(x);
+    if (!gpuRun()) {
+      expect(() => x.to('cuda')).toThrow(/CUDA is not available/);
+      return;
+    }
+    const g = x.to('cuda');
+    expect(g.device).toBe('cuda');
+    const back = g.to('cpu');
+    expect(await back.toArray()).toEqual(await x.toArray());
+  });
+
+  it('disposes: twice is harmless, use after dispose throws, memory is returned', async () => {
+    const before = memoryStats('cpu').inUse;
+    const t = Tensor.zeros([1 << 20], { device: 'cpu' });
+    expect(memoryStats('cpu').inUse - before).toBe(4 << 20);
+    expect(memoryStats('cpu').peak).toBeGreaterThanOrEqual(before + (4 << 20));
+    t.dispose();
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    expect(memoryStats('cpu').inUse).toBe(before);
+    await expect(t.toArray()).rejects.toThrow(/disposed/);
+    {
+      using u = Tensor.zeros([1000], { device: 'cpu' });
+      expect(u.disposed).toBe(false);
+    }
+    expect(memoryStats('cpu').inUse).toBe(before);
+    if (gpuRun()) {
+      const g = Tensor.zeros([1 << 20], { device: 'cuda' });
+      expect(memoryStats('cuda').inUse).toBeGreaterThanOrEqual(4 << 20);
+      g.dispose();
+      expect(memoryStats('cuda').cached).toBeGreaterThanOrEqual(4 << 20);
+      emptyCache();
+      expect(memoryStats('cuda').cached).toBe(0);
+    }
+  });
+
+  it('reports the device choice and CUDA status', () => {
+    const i = info();
+    expect(i.device).toBe(device);
+    expect(typeof i.cuda.reason).toBe('string');
+    expect(i.cuda.reason.length).toBeGreaterThan(0);
+    expect(i.cpu.threads).toBeGreaterThanOrEqual(1);
+    expect(i.cpu.supportedIsas).toContain('scalar');
+    if (!gpuRun()) expect(i.cuda.available).toBe(false);
+  });
+
+  it('frees forgotten tensors through the finalization registry', async () => {
+    if (typeof globalThis.gc !== 'function') {
+      console.log('skipped: run node with --expose-gc to check the finalization safety net');
+      return;
+    }
+    const before = memoryStats('cpu').inUse;
+    (() => {
+      for (let i = 0; i < 10; i++) Tensor.zeros([1 << 18], { device: 'cpu' });
+    })();
+    expect(memoryStats('cpu').inUse).toBe(before + 10 * (1 << 20));
+    for (let i = 0; i < 10 && memoryStats('cpu').inUse > before; i++) {
+      globalThis.gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // Earlier tests' forgotten tensors may be collected too, so at most what we started with.
+    expect(memoryStats('cpu').inUse).toBeLessThanOrEqual(before);
+    expect(memoryStats('cpu').leakedTensors).toBeGreaterThanOrEqual(10);
+  });
+});
