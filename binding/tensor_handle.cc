@@ -16,6 +16,18 @@ const napi_type_tag kTensorTag = {0x7177656e6c6f6e67ULL, 0x54656e736f720001ULL};
 
 Napi::FunctionReference* g_constructor = nullptr;
 
+// Tensor memory is reported to V8 so that its GC heuristics see it, in steps of at least 1 MiB: a call per small
+// tensor would cost more than the rest of its creation.
+int64_t g_unreported_bytes = 0;
+void report_external_memory(napi_env env, int64_t delta) {
+  g_unreported_bytes += delta;
+  if (g_unreported_bytes >= (1 << 20) || g_unreported_bytes <= -(1 << 20)) {
+    int64_t total;
+    napi_adjust_external_memory(env, g_unreported_bytes, &total);
+    g_unreported_bytes = 0;
+  }
+}
+
 struct CreateArgs {
   std::shared_ptr<Storage> storage;
   DType dtype;
@@ -162,7 +174,7 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
   numel_ = numel_of(shape_);
   env_ = info.Env();
   reported_bytes_ = static_cast<int64_t>(storage_->bytes());
-  if (reported_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_bytes_);
+  report_external_memory(env_, reported_bytes_);
   napi_type_tag_object(info.Env(), info.This(), &kTensorTag);
 }
 
@@ -171,10 +183,7 @@ TensorHandle::~TensorHandle() { Release(); }
 void TensorHandle::Release() {
   if (!storage_) return;
   storage_.reset();
-  if (reported_bytes_ > 0 && env_) {
-    int64_t result;
-    napi_adjust_external_memory(env_, -reported_bytes_, &result);
-  }
+  if (env_) report_external_memory(env_, -reported_bytes_);
   reported_bytes_ = 0;
 }
 

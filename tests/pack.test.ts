@@ -78,5 +78,12 @@ describe.skipIf(!existsSync(built))('pack and install', () => {
     const cli = spawnSync(join(project, 'node_modules', '.bin', 'qwenlong'), ['info', '--json'], { cwd: project, env: bare, encoding: 'utf8' });
     expect(cli.status, cli.stderr).toBe(0);
     expect((JSON.parse(cli.stdout) as { version: string }).version).toMatch(/^\d+\.\d+\.\d+/);
+
+    // No matching prebuild and no compiler: the install fails and says what to install.
+    const installed = join(project, 'node_modules', 'qwenlong');
+    rmSync(join(installed, 'prebuilds'), { recursive: true, force: true });
+    const noBinary = spawnSync(process.execPath, [join(installed, 'scripts', 'install.mjs')], { cwd: installed, env: bare, encoding: 'utf8' });
+    expect(noBinary.status).not.toBe(0);
+    expect(noBinary.stderr).toMatch(/no prebuilt binary matches .* needs cmake \(>= 3\.24\) and a C\+\+17 compiler/);
   });
 });

@@ -9,6 +9,8 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+import { Bench } from 'tinybench';
+
 import { packageRoot } from '../native/addon.js';
 import { info } from '../native/runtime.js';
 import type { BenchContext, BenchRecord, BenchSuite, TimeOptions } from './types.js';
@@ -57,24 +59,23 @@ function gitCommit(): string | null {
   }
 }
 
-/** Median of the timed iterations after warm-up; iterations continue until both minimums are met. */
+/**
+ * Median of the timed iterations after warm-up, measured with tinybench (a maintained harness with warm-up,
+ * iteration and time limits and timer-overhead correction). Iterations continue until both minimums are met.
+ */
 export async function timeIt(fn: () => unknown, opts: TimeOptions = {}, quick = false): Promise<{ medianMs: number; samples: number }> {
-  const warmup = opts.warmup ?? 3;
-  const minSamples = quick ? Math.min(opts.minSamples ?? 10, 5) : (opts.minSamples ?? 10);
-  const minTimeMs = quick ? Math.min(opts.minTimeMs ?? 500, 100) : (opts.minTimeMs ?? 500);
-  for (let i = 0; i < warmup; i++) await fn();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < minSamples || performance.now() - start < minTimeMs) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-    if (times.length >= 100000) break;
-  }
-  times.sort((x, y) => x - y);
-  const mid = times.length >> 1;
-  const medianMs = times.length % 2 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2;
-  return { medianMs, samples: times.length };
+  const bench = new Bench({
+    warmupIterations: opts.warmup ?? 3,
+    warmupTime: 0,
+    iterations: quick ? Math.min(opts.minSamples ?? 10, 5) : (opts.minSamples ?? 10),
+    time: quick ? Math.min(opts.minTimeMs ?? 500, 100) : (opts.minTimeMs ?? 500),
+    throws: true,
+  });
+  bench.add('case', fn);
+  await bench.run();
+  const result = bench.tasks[0]!.result;
+  if (!('latency' in result)) throw new Error(`bench: the case did not complete (${result.state})`);
+  return { medianMs: result.latency.p50, samples: result.latency.samplesCount };
 }
 
 /** The suites that exist, by name. */

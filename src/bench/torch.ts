@@ -19,9 +19,21 @@ export interface TorchResult {
   version: string;
 }
 
+let python: string | null | undefined;
+
+/** The first Python that imports torch: QWENLONG_PYTHON, python3 on the PATH, or the system's (Debian's python3-torch). */
+export function torchPython(): string | null {
+  if (python !== undefined) return python;
+  const candidates = [process.env.QWENLONG_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c);
+  python = candidates.find((c) => spawnSync(c, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 }).status === 0) ?? null;
+  return python;
+}
+
 export function torchBench(cases: TorchCase[], threads: number, quick: boolean): (TorchResult | null)[] | null {
   const script = join(packageRoot(), 'scripts', 'bench_torch.py');
-  const run = spawnSync(process.env.QWENLONG_PYTHON ?? 'python3', [script], {
+  const py = torchPython();
+  if (!py) return null;
+  const run = spawnSync(py, [script], {
     input: JSON.stringify({ cases, threads, quick }),
     encoding: 'utf8',
     maxBuffer: 16 << 20,
