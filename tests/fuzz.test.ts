@@ -109,6 +109,11 @@ function targets(): Target[] {
     add: /ops\.add/, fromArray: /Tensor\.from|hostile/, empty: /Tensor\.empty|hostile/, memcpy: /memcpy/, setIsa: /setIsa/,
     setThreads: /setThreads/, memoryStats: /memoryStats/,
   };
+  // Every other native op function reports as ops.<name> (rope's inverse as ropeBackward, gradNorm's clip as clipGrad).
+  const runtime = new Set(['info', 'synchronize', 'emptyCache', 'noop', 'TensorHandle', ...Object.keys(labels)]);
+  for (const name of Object.keys(n)) {
+    if (!runtime.has(name)) labels[name] = new RegExp(`ops\\.(${name}|ropeBackward|clipGrad)|hostile`);
+  }
   for (const [name, label] of Object.entries(labels)) list.push({ name: `native.${name}`, label, call: (a) => n[name]!(...a) });
   const handle = native().empty([2], 'f32', 'cpu', true) as unknown as Record<string, (...a: unknown[]) => unknown>;
   for (const [m, label] of [['read', /Tensor\.toArray|Illegal invocation/], ['readAsync', /Tensor\.toArray|Illegal invocation/], ['copyTo', /Tensor\.to|Illegal invocation/]] as const) {

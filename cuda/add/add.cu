@@ -1,24 +1,13 @@
 // add on the GPU: one thread per vector of elements (float4 for f32, 8 halves for f16/bf16), then the tail.
 //   a, b, out: (n); out = alpha * a + beta * b   (b == nullptr: out = alpha * a)
 // Products and sum round separately (__fmul_rn / __fadd_rn) to match the CPU twin bit for bit.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "cuda/add/add.h"
+#include "cuda/common/cuda_elem.cuh"
 #include "cuda/common/cuda_util.h"
 
 namespace qwenlong {
 
 namespace {
-
-template <typename T> __device__ __forceinline__ float to_f32(T x);
-template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ float to_f32<__half>(__half x) { return __half2float(x); }
-template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T from_f32(float x);
-template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
 template <typename T>
 __device__ __forceinline__ T add_one(T a, const T* b, int64_t i, float alpha, float beta) {

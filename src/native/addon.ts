@@ -39,7 +39,18 @@ export interface NativeAddon {
   noop(): void;
   memcpy(dst: NativeTensorHandle, src: NativeTensorHandle): void;
   add(a: NativeTensorHandle, b: NativeTensorHandle | null, out: NativeTensorHandle | null, alpha: number, beta: number): NativeTensorHandle;
+  rmsNorm(x: H, w: H, eps: number, y: H | null, rrms: H | null): [H, H];
+  rmsNormBackward(dy: H, x: H, w: H, rrms: H, dx: H | null, dw: H | null, wantDw: boolean, accumulateDw: boolean): [H, H | null];
+  swiglu(gate: H, up: H, out: H | null): H;
+  swigluBackward(dout: H, gate: H, up: H, dgate: H | null, dup: H | null): [H, H];
+  rope(x: H, positions: H | null, offset: number, theta: number, rotaryDim: number, interleaved: boolean, inverse: boolean, out: H | null): H;
+  embedding(ids: H, table: H, out: H | null): H;
+  embeddingBackward(dout: H, ids: H, vocab: number, dtable: H | null, accumulate: boolean): H;
+  adamw(params: H, grads: H, m: H, v: H, paramsCopy: H | null, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number): void;
+  gradNorm(tensors: H[], clip: boolean, maxNorm?: number): H;
 }
+
+type H = NativeTensorHandle;
 
 /** The package root: the nearest folder above this file whose package.json is qwenlong's. */
 export function packageRoot(): string {

@@ -1,6 +1,8 @@
 /** Argument checks shared by the typed op API; each error names the op and the argument. */
 import { describe } from '../native/device.js';
-import type { Tensor } from '../native/tensor.js';
+import type { NativeTensorHandle } from '../native/addon.js';
+import type { Device } from '../native/device.js';
+import { type DType, Tensor, checkTensor } from '../native/tensor.js';
 
 export { checkOptions } from '../native/tensor.js';
 
@@ -28,4 +30,20 @@ export function checkSameShape(op: string, arg: string, t: Tensor, ref: Tensor):
   if (t.dtype !== ref.dtype) throw new TypeError(`${op}: argument '${arg}' is ${t.dtype}, expected ${ref.dtype}`);
   if (t.device !== ref.device) throw new TypeError(`${op}: argument '${arg}' is on ${t.device}, expected ${ref.device}`);
   return t;
+}
+
+/** An optional output tensor: undefined, or a live tensor of exactly this shape, dtype and device. */
+export function checkOut(op: string, arg: string, out: unknown, shape: readonly number[], dtype: DType, device: Device): Tensor | undefined {
+  if (out === undefined) return undefined;
+  const t = checkTensor(out, op, arg);
+  const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+  if (!same) throw new RangeError(`${op}: argument '${arg}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+  if (t.dtype !== dtype) throw new TypeError(`${op}: argument '${arg}' is ${t.dtype}, expected ${dtype}`);
+  if (t.device !== device) throw new TypeError(`${op}: argument '${arg}' is on ${t.device}, expected ${device}`);
+  return t;
+}
+
+/** Wrap a handle the native op created. */
+export function outputTensor(handle: NativeTensorHandle, shape: readonly number[], dtype: DType, device: Device): Tensor {
+  return new Tensor(handle, shape, dtype, device);
 }
