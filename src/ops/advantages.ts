@@ -16,9 +16,18 @@ export interface GroupAdvantageOptions {
   singleton?: 'keep' | 'zero';
 }
 
+/** Array.from with errors (detached buffers, hostile iterables) that name the op and the argument. */
+function listOf<T>(op: string, arg: string, values: ArrayLike<T>): T[] {
+  try {
+    return Array.from(values);
+  } catch (err) {
+    throw new TypeError(`${op}: argument '${arg}' cannot be read: ${(err as Error).message}`);
+  }
+}
+
 function checkIdList(op: string, arg: string, values: unknown, n: number): (string | number)[] {
   if (!values || typeof values !== 'object' || typeof (values as ArrayLike<unknown>).length !== 'number') throw new TypeError(`${op}: argument '${arg}' must be an array, not ${describe(values)}`);
-  const list = Array.from(values as ArrayLike<unknown>);
+  const list = listOf(op, arg, values as ArrayLike<unknown>);
   if (list.length !== n) throw new RangeError(`${op}: argument '${arg}' has ${list.length} entries, expected ${n} (one per response)`);
   list.forEach((v, i) => {
     if (typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v))) throw new TypeError(`${op}: ${arg}[${i}] must be a string or a finite number`);
@@ -42,7 +51,7 @@ export function groupAdvantages(
 ): Float64Array {
   const op = 'ops.groupAdvantages';
   if (!rewards || typeof rewards !== 'object' || typeof rewards.length !== 'number') throw new TypeError(`${op}: argument 'rewards' must be an array of numbers`);
-  const r = Array.from(rewards, (v, i) => {
+  const r = listOf(op, 'rewards', rewards).map((v, i) => {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`${op}: rewards[${i}] = ${describe(v)} is not a finite number`);
     return v;
   });
@@ -82,7 +91,7 @@ export function groupAdvantages(
 
 function readCuSeqlens(op: string, cuSeqlens: unknown, total: number): Int32Array {
   if (!(cuSeqlens instanceof Int32Array) && !Array.isArray(cuSeqlens)) throw new TypeError(`${op}: argument 'cuSeqlens' must be an Int32Array or an array`);
-  const cu = Int32Array.from(cuSeqlens as ArrayLike<number>);
+  const cu = Int32Array.from(listOf(op, 'cuSeqlens', cuSeqlens as ArrayLike<number>));
   if (cu.length < 1 || cu[0] !== 0 || cu[cu.length - 1] !== total) throw new RangeError(`${op}: 'cuSeqlens' must start at 0 and end at ${total}`);
   for (let b = 1; b < cu.length; b++) if (cu[b]! < cu[b - 1]!) throw new RangeError(`${op}: 'cuSeqlens' must not decrease (at ${b})`);
   return cu;
