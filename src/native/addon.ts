@@ -48,6 +48,7 @@ export interface NativeAddon {
   embeddingBackward(dout: H, ids: H, vocab: number, dtable: H | null, accumulate: boolean): H;
   adamw(params: H, grads: H, m: H, v: H, paramsCopy: H | null, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number): void;
   gradNorm(tensors: H[], clip: boolean, maxNorm?: number): H;
+  policyLoss(hidden: H, weight: H, targets: H, coef: H, advantages: H, oldLogp: H | null, mask: H, temperature: number, clipLow: number, clipHigh: number, dualClip: number, workspaceBytes: number, wantGrads: boolean, dHidden: H | null, dWeight: H | null): [H, H, H, H, H | null, H | null];
 }
 
 type H = NativeTensorHandle;

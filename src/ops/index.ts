@@ -6,3 +6,4 @@ export { rope, ropeBackward, type RopeOptions } from './rope.js';
 export { embedding, embeddingBackward, type EmbeddingBackwardOptions } from './embedding.js';
 export { adamw, gradNorm, clipGrad, type AdamwOptions } from './optim.js';
 export { groupAdvantages, broadcastAdvantages, batchEntropy, type GroupAdvantageOptions } from './advantages.js';
+export { policyLoss, policyLossCoefficients, type PolicyLossInput, type PolicyLossOutput, type Aggregation, type PolicyLossNormalizers } from './policy_loss.js';
