@@ -27,5 +27,6 @@ void dispatch(Device device, const char* op, Cpu&& cpu, Cuda&& cuda) {
 
 void register_runtime(Napi::Env env, Napi::Object exports);
 void register_add(Napi::Env env, Napi::Object exports);
+void register_matmul(Napi::Env env, Napi::Object exports);
 
 }  // namespace qwenlong

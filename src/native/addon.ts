@@ -39,6 +39,16 @@ export interface NativeAddon {
   noop(): void;
   memcpy(dst: NativeTensorHandle, src: NativeTensorHandle): void;
   add(a: NativeTensorHandle, b: NativeTensorHandle | null, out: NativeTensorHandle | null, alpha: number, beta: number): NativeTensorHandle;
+  matmul(
+    a: NativeTensorHandle,
+    b: NativeTensorHandle,
+    out: NativeTensorHandle | null,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    outDtype: string | null,
+  ): NativeTensorHandle;
 }
 
 /** The package root: the nearest folder above this file whose package.json is qwenlong's. */
