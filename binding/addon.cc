@@ -14,6 +14,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   qwenlong::register_embedding(env, exports);
   qwenlong::register_adamw(env, exports);
   qwenlong::register_policy_loss(env, exports);
+  qwenlong::register_matmul(env, exports);
   return exports;
 }
 

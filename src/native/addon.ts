@@ -49,6 +49,16 @@ export interface NativeAddon {
   adamw(params: H, grads: H, m: H, v: H, paramsCopy: H | null, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number): void;
   gradNorm(tensors: H[], clip: boolean, maxNorm?: number): H;
   policyLoss(hidden: H, weight: H, targets: H, coef: H, advantages: H, oldLogp: H | null, mask: H, temperature: number, clipLow: number, clipHigh: number, dualClip: number, workspaceBytes: number, wantGrads: boolean, dHidden: H | null, dWeight: H | null): [H, H, H, H, H | null, H | null];
+  matmul(
+    a: NativeTensorHandle,
+    b: NativeTensorHandle,
+    out: NativeTensorHandle | null,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    outDtype: string | null,
+  ): NativeTensorHandle;
 }
 
 type H = NativeTensorHandle;

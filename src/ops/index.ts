@@ -7,3 +7,4 @@ export { embedding, embeddingBackward, type EmbeddingBackwardOptions } from './e
 export { adamw, gradNorm, clipGrad, type AdamwOptions } from './optim.js';
 export { groupAdvantages, broadcastAdvantages, batchEntropy, type GroupAdvantageOptions } from './advantages.js';
 export { policyLoss, policyLossCoefficients, type PolicyLossInput, type PolicyLossOutput, type Aggregation, type PolicyLossNormalizers } from './policy_loss.js';
+export { matmul, type MatmulOptions } from './matmul.js';

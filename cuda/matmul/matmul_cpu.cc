@@ -1,0 +1,283 @@
+// The CPU twin of matmul: the spec. The loop nest, the packing contract and the thread split are described in
+// matmul_cpu.h; this file holds the driver every ISA shares, and the scalar packer and microkernel (plain C++,
+// the readable version of what matmul_avx2.cc / matmul_avx512.cc do with vector registers).
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "cuda/common/cpu_features.h"
+#include "cuda/common/thread_pool.h"
+#include "cuda/matmul/matmul_cpu.h"
+
+namespace qwenlong {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// A cache-line-aligned float buffer that grows on demand and is kept for the next call (one per thread and role,
+// so a task never shares its scratch with another).
+class ScratchBuffer {
+ public:
+  ~ScratchBuffer() { std::free(data_); }
+  float* get(int64_t floats) {
+    floats += 16;  // vector packers may store a few lanes past the last panel
+    if (floats > capacity_) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      size_t bytes = static_cast<size_t>(round_up(floats * 4, 64));
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data_) throw std::bad_alloc();
+      capacity_ = floats;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+thread_local ScratchBuffer a_panels;  // the task's packed A block (mc × kc)
+thread_local ScratchBuffer b_panels;  // the caller's packed B block (kc × nc), read by every task
+thread_local ScratchBuffer c_rows;    // f32 rows of C when C is f16/bf16
+
+// ---- The scalar kernel ----
+
+template <typename Load>
+void pack_panels_with(Load load, const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r,
+                      float* out) {
+  for (int64_t panel_x = 0; panel_x < nx; panel_x += r, out += r * kc) {
+    const int64_t valid = std::min<int64_t>(r, nx - panel_x);
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int i = 0; i < r; ++i) {
+        out[k * r + i] = i < valid ? load((x0 + panel_x + i) * src.sx + (k0 + k) * src.sk) : 0.f;
+      }
+    }
+  }
+}
+
+constexpr int kScalarMr = 4, kScalarNr = 8;
+
+// a: (kc, mr) packed, b: (kc, nr) packed, c: (m, n) with row stride ldc.
+void micro_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m, int64_t n,
+                  float alpha, float beta) {
+  float acc[kScalarMr][kScalarNr] = {};
+  for (int64_t p = 0; p < kc; ++p, a += kScalarMr, b += kScalarNr) {
+    for (int i = 0; i < kScalarMr; ++i) {
+      for (int j = 0; j < kScalarNr; ++j) acc[i][j] += a[i] * b[j];
+    }
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      float* cij = c + i * ldc + j;
+      *cij = beta == 0.f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * *cij;
+    }
+  }
+}
+
+// ---- The driver ----
+
+// One batch entry with C in f32: C(m × n, row stride ldc) = alpha · op(A) · op(B) + beta · C.
+struct GemmProblem {
+  PanelSource a;  // x = row of op(A)
+  PanelSource b;  // x = column of op(B)
+  float* c = nullptr;
+  int64_t ldc = 0;
+  int64_t m = 0, n = 0, k = 0;
+  float alpha = 1.f, beta = 0.f;
+};
+
+// Below this many multiply-adds a problem runs on the calling thread: waking the pool costs more.
+constexpr double kParallelMinMacs = double(1 << 20);
+
+// Runs one problem on `threads` threads (1: inline). The split depends only on the sizes and `threads`, and no
+// split changes any element's summation order (see matmul_cpu.h).
+void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
+  if (g.m == 0 || g.n == 0) return;
+  if (g.k == 0) {  // the product is empty: C = beta · C
+    for (int64_t i = 0; i < g.m; ++i) {
+      float* row = g.c + i * g.ldc;
+      for (int64_t j = 0; j < g.n; ++j) row[j] = g.beta == 0.f ? 0.f : g.beta * row[j];
+    }
+    return;
+  }
+  if (double(g.m) * double(g.n) * double(g.k) < kParallelMinMacs) threads = 1;
+  const int mr = kern.mr, nr = kern.nr;
+
+  // Pass 1: block sizes. kc and nc are balanced so the last block is not a sliver; mc is chosen so that the number
+  // of M blocks is a multiple of the thread count (equal work per thread), and when M alone gives too few blocks,
+  // each nc block is also split by columns.
+  const int64_t k_blocks = ceil_div(g.k, kern.kc);
+  const int64_t kc = ceil_div(g.k, k_blocks);
+  const int64_t n_blocks = ceil_div(g.n, kern.nc);
+  const int64_t nc = round_up(ceil_div(g.n, n_blocks), nr);
+  int64_t m_blocks = ceil_div(g.m, kern.mc);
+  if (threads > 1 && m_blocks > 1) m_blocks = round_up(m_blocks, threads);
+  const int64_t mc = round_up(ceil_div(g.m, m_blocks), mr);
+  m_blocks = ceil_div(g.m, mc);
+  const int64_t n_splits = threads > 1 && m_blocks < threads ? ceil_div(threads, m_blocks) : 1;
+
+  ThreadPool& pool = ThreadPool::instance();
+  float* b_pack = b_panels.get(kc * nc);
+  for (int64_t jc = 0; jc < g.n; jc += nc) {
+    const int64_t nc_cur = std::min(nc, g.n - jc);
+    const int64_t panels = ceil_div(nc_cur, nr);
+    for (int64_t pc = 0; pc < g.k; pc += kc) {
+      const int64_t kc_cur = std::min(kc, g.k - pc);
+      const float beta = pc == 0 ? g.beta : 1.f;  // later k blocks add to what the first one wrote
+
+      // Pass 2: pack B[pc:pc+kc, jc:jc+nc], the threads splitting the panels.
+      const int64_t pack_tasks = std::min<int64_t>(threads, panels);
+      auto pack_b = [&](int64_t t) {
+        int64_t p_lo, p_hi;
+        split_range(panels, pack_tasks, t, &p_lo, &p_hi);
+        if (p_hi > p_lo)
+          kern.pack(g.b, jc + p_lo * nr, std::min(nc_cur - p_lo * nr, (p_hi - p_lo) * nr), pc, kc_cur, nr,
+                    b_pack + p_lo * nr * kc_cur);
+      };
+      if (pack_tasks > 1) pool.parallel_for(pack_tasks, pack_b);
+      else pack_b(0);
+
+      // Pass 3: one task per (M block, column split): pack its A block, then sweep its tiles.
+      const int64_t tasks = m_blocks * std::min(n_splits, panels);
+      auto compute = [&](int64_t t) {
+        const int64_t splits = std::min(n_splits, panels);
+        const int64_t ic = (t / splits) * mc;
+        const int64_t mc_cur = std::min(mc, g.m - ic);
+        int64_t p_lo, p_hi;
+        split_range(panels, splits, t % splits, &p_lo, &p_hi);
+        float* a_pack = a_panels.get(mc * kc);
+        kern.pack(g.a, ic, mc_cur, pc, kc_cur, mr, a_pack);
+        for (int64_t p = p_lo; p < p_hi; ++p) {
+          const int64_t j = p * nr;
+          const float* b_panel = b_pack + j * kc_cur;
+          for (int64_t ir = 0; ir < mc_cur; ir += mr) {
+            kern.micro(kc_cur, a_pack + ir * kc_cur, b_panel, g.c + (ic + ir) * g.ldc + jc + j, g.ldc,
+                       std::min<int64_t>(mr, mc_cur - ir), std::min<int64_t>(nr, nc_cur - j), g.alpha, beta);
+          }
+        }
+      };
+      if (threads > 1 && tasks > 1) pool.parallel_for(tasks, compute);
+      else for (int64_t t = 0; t < tasks; ++t) compute(t);
+    }
+  }
+}
+
+const void* offset(const void* base, int64_t elements, DType t) {
+  return static_cast<const char*>(base) + elements * static_cast<int64_t>(dtype_size(t));
+}
+
+// C = round(t + beta · C) for an f16/bf16 row (t already holds alpha · A·B in f32).
+void finish_half_row(const float* t, uint16_t* c, int64_t n, DType dtype, float beta) {
+  const bool bf = dtype == DType::bf16;
+  for (int64_t j = 0; j < n; ++j) {
+    float y = t[j];
+    if (beta != 0.f) y += beta * (bf ? bf16_to_f32(c[j]) : f16_to_f32(c[j]));
+    c[j] = bf ? f32_to_bf16(y) : f32_to_f16(y);
+  }
+}
+
+// One batch entry z of p on `threads` threads.
+void matmul_one(const GemmKernel& kern, const MatmulParams& p, int64_t z, int threads) {
+  GemmProblem g;
+  g.a.data = offset(p.a, z * p.stride_a, p.ab_dtype);
+  g.a.dtype = p.ab_dtype;
+  g.a.sx = p.trans_a ? 1 : p.lda;
+  g.a.sk = p.trans_a ? p.lda : 1;
+  g.b.data = offset(p.b, z * p.stride_b, p.ab_dtype);
+  g.b.dtype = p.ab_dtype;
+  g.b.sx = p.trans_b ? p.ldb : 1;
+  g.b.sk = p.trans_b ? 1 : p.ldb;
+  g.n = p.n;
+  g.k = p.k;
+  g.alpha = p.alpha;
+  if (p.c_dtype == DType::f32) {
+    g.c = static_cast<float*>(p.c) + z * p.stride_c;
+    g.ldc = p.ldc;
+    g.m = p.m;
+    g.beta = p.beta;
+    gemm_blocked(kern, g, threads);
+    return;
+  }
+  // f16/bf16 C: the f32 result of a band of rows goes to scratch (about 16 MiB at most), then each row is
+  // rounded once. Banding by rows changes no element's sum.
+  uint16_t* c = static_cast<uint16_t*>(p.c) + z * p.stride_c;
+  const int64_t band = std::max<int64_t>(1, std::min<int64_t>(p.m, (int64_t(1) << 22) / std::max<int64_t>(p.n, 1)));
+  float* scratch = c_rows.get(band * p.n);
+  const void* a0 = g.a.data;
+  for (int64_t r0 = 0; r0 < p.m; r0 += band) {
+    g.m = std::min(band, p.m - r0);
+    g.a.data = offset(a0, r0 * g.a.sx, p.ab_dtype);
+    g.c = scratch;
+    g.ldc = p.n;
+    g.beta = 0.f;
+    gemm_blocked(kern, g, threads);
+    const int64_t rows = g.m;
+    auto finish = [&](int64_t t) {
+      int64_t lo, hi;
+      split_range(rows, threads, t, &lo, &hi);
+      for (int64_t i = lo; i < hi; ++i) finish_half_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
+    };
+    if (threads > 1 && rows * p.n >= (int64_t(1) << 16)) ThreadPool::instance().parallel_for(threads, finish);
+    else {
+      for (int64_t i = 0; i < rows; ++i) finish_half_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
+    }
+  }
+}
+
+}  // namespace
+
+void pack_panels_scalar(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
+  switch (src.dtype) {
+    case DType::f32: {
+      const float* d = static_cast<const float*>(src.data);
+      pack_panels_with([d](int64_t i) { return d[i]; }, src, x0, nx, k0, kc, r, out);
+      break;
+    }
+    case DType::f16: {
+      const uint16_t* d = static_cast<const uint16_t*>(src.data);
+      pack_panels_with([d](int64_t i) { return f16_to_f32(d[i]); }, src, x0, nx, k0, kc, r, out);
+      break;
+    }
+    case DType::bf16: {
+      const uint16_t* d = static_cast<const uint16_t*>(src.data);
+      pack_panels_with([d](int64_t i) { return bf16_to_f32(d[i]); }, src, x0, nx, k0, kc, r, out);
+      break;
+    }
+    default:
+      break;  // the binding admits float dtypes only
+  }
+}
+
+const GemmKernel& gemm_kernel_scalar() {
+  static const GemmKernel kernel{kScalarMr, kScalarNr, 64, 256, 1024, pack_panels_scalar, micro_scalar};
+  return kernel;
+}
+
+const GemmKernel& gemm_kernel_current() {
+  switch (current_isa()) {
+    case Isa::avx512: return gemm_kernel_avx512();
+    case Isa::avx2: return gemm_kernel_avx2();
+    case Isa::scalar: break;
+  }
+  return gemm_kernel_scalar();
+}
+
+void matmul_cpu(const MatmulParams& p) {
+  if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return;
+  const GemmKernel& kern = gemm_kernel_current();
+  const int threads = ThreadPool::instance().size();
+  // Many small products: one task per batch entry, each on one thread. Otherwise the entries run in turn, each
+  // spread over the pool. (C shared by every entry, stride_c == 0, runs in turn so the entries apply in order.)
+  const double macs = double(p.m) * double(p.n) * double(p.k);
+  if (p.batch > 1 && threads > 1 && p.stride_c != 0 && macs < double(1 << 22)) {
+    ThreadPool::instance().parallel_for(p.batch, [&](int64_t z) { matmul_one(kern, p, z, 1); });
+    return;
+  }
+  for (int64_t z = 0; z < p.batch; ++z) matmul_one(kern, p, z, threads);
+}
+
+}  // namespace qwenlong

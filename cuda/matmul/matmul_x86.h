@@ -1,0 +1,210 @@
+// The vector pieces matmul_avx2.cc and matmul_avx512.cc share: packers built on 8-lane AVX2 loads and an 8 × 8
+// transpose, and the register-tile microkernel as a template over the vector type. Everything here has internal
+// linkage (anonymous namespace) on purpose: each ISA file compiles its own copy with its own target flags, and
+// the linker must never fold the AVX-512 copy into the AVX2 path.
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cuda/matmul/matmul_cpu.h"
+
+namespace qwenlong {
+namespace {
+
+// ---- Loads with conversion to f32 ----
+
+template <DType T>
+struct Element;
+template <>
+struct Element<DType::f32> {
+  using type = float;
+};
+template <>
+struct Element<DType::f16> {
+  using type = uint16_t;
+};
+template <>
+struct Element<DType::bf16> {
+  using type = uint16_t;
+};
+
+template <DType T>
+inline __m256 halves_to_f32(__m128i h) {
+  if constexpr (T == DType::f16) return _mm256_cvtph_ps(h);
+  else return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// 8 consecutive elements as f32.
+template <DType T>
+inline __m256 load8(const typename Element<T>::type* p) {
+  if constexpr (T == DType::f32) return _mm256_loadu_ps(p);
+  else return halves_to_f32<T>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Lane masks for maskload/maskstore: the first n lanes on.
+inline __m256i first_lanes(int n) {
+  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
+}
+
+// The first n (0..8) of 8 consecutive elements as f32, the rest zero; reads nothing past element n.
+template <DType T>
+inline __m256 load8_first(const typename Element<T>::type* p, int n) {
+  if (n >= 8) return load8<T>(p);
+  if (n <= 0) return _mm256_setzero_ps();
+  if constexpr (T == DType::f32) {
+    return _mm256_maskload_ps(p, first_lanes(n));
+  } else {
+    uint16_t tmp[8] = {};
+    std::memcpy(tmp, p, static_cast<size_t>(n) * 2);
+    return load8<T>(tmp);
+  }
+}
+
+// Stores the first n (1..8) lanes of v.
+inline void store_first(float* p, __m256 v, int n) {
+  if (n >= 8) _mm256_storeu_ps(p, v);
+  else _mm256_maskstore_ps(p, first_lanes(n), v);
+}
+
+// In place: row q of the 8 × 8 block becomes column q.
+inline void transpose8(__m256 v[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+  __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+  __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+  __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+  // s0: rows 0-3 at columns 0 | 4; s1: columns 1 | 5; s2: 2 | 6; s3: 3 | 7; s4-s7 the same for rows 4-7.
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  v[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  v[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  v[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  v[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  v[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  v[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  v[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// ---- Packers (the contract is PackFn's in matmul_cpu.h) ----
+
+// x contiguous (sx == 1: A transposed, B not): for each k, copy r consecutive elements.
+template <DType T>
+void pack_x_contiguous(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
+  using E = typename Element<T>::type;
+  const E* data = static_cast<const E*>(src.data);
+  for (int64_t panel_x = 0; panel_x < nx; panel_x += r, out += r * kc) {
+    const int64_t valid = std::min<int64_t>(r, nx - panel_x);
+    const E* col = data + (x0 + panel_x) + k0 * src.sk;
+    for (int64_t k = 0; k < kc; ++k, col += src.sk) {
+      float* dst = out + k * r;
+      for (int g = 0; g < r; g += 8) {
+        store_first(dst + g, load8_first<T>(col + g, static_cast<int>(valid - g)), r - g);
+      }
+    }
+  }
+}
+
+// k contiguous (sk == 1: A not transposed, B transposed): 8 rows × 8 k at a time through a transpose.
+template <DType T>
+void pack_k_contiguous(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
+  using E = typename Element<T>::type;
+  const E* data = static_cast<const E*>(src.data);
+  for (int64_t panel_x = 0; panel_x < nx; panel_x += r, out += r * kc) {
+    const int64_t valid = std::min<int64_t>(r, nx - panel_x);
+    for (int g = 0; g < r; g += 8) {
+      const int rows = static_cast<int>(std::clamp<int64_t>(valid - g, 0, 8));
+      const int lanes = std::min(8, r - g);
+      const E* row0 = data + (x0 + panel_x + g) * src.sx + k0;
+      for (int64_t k = 0; k < kc; k += 8) {
+        const int kn = static_cast<int>(std::min<int64_t>(8, kc - k));
+        __m256 v[8];
+        for (int q = 0; q < 8; ++q) v[q] = q < rows ? load8_first<T>(row0 + q * src.sx + k, kn) : _mm256_setzero_ps();
+        transpose8(v);
+        for (int q = 0; q < kn; ++q) store_first(out + (k + q) * r + g, v[q], lanes);
+      }
+    }
+  }
+}
+
+template <DType T>
+void pack_typed(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
+  if (src.sx == 1) pack_x_contiguous<T>(src, x0, nx, k0, kc, r, out);
+  else if (src.sk == 1) pack_k_contiguous<T>(src, x0, nx, k0, kc, r, out);
+  else pack_panels_scalar(src, x0, nx, k0, kc, r, out);
+}
+
+void pack_vector(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
+  switch (src.dtype) {
+    case DType::f32: pack_typed<DType::f32>(src, x0, nx, k0, kc, r, out); break;
+    case DType::f16: pack_typed<DType::f16>(src, x0, nx, k0, kc, r, out); break;
+    case DType::bf16: pack_typed<DType::bf16>(src, x0, nx, k0, kc, r, out); break;
+    default: break;  // the binding admits float dtypes only
+  }
+}
+
+// ---- The microkernel ----
+//
+// V: the vector type (reg, width, zero/load/store/broadcast/fma/mul). The tile is MR rows × NV vectors; per k it
+// loads NV vectors of the B panel, broadcasts MR values of the A panel and issues MR · NV fused multiply-adds into
+// MR · NV accumulators that never leave the registers. The epilogue is the same for full and edge tiles (an edge
+// tile goes through a small buffer), so every element of C gets the same arithmetic wherever its tile falls.
+template <class V, int MR, int NV>
+void micro_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m, int64_t n, float alpha,
+                float beta) {
+  using reg = typename V::reg;
+  constexpr int W = V::width, NR = NV * W;
+  reg acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+  }
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < kc; ++p) {
+    reg bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      const reg av = V::broadcast(a + i);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+    }
+    a += MR;
+    b += NR;
+  }
+
+  const bool full = m == MR && n == NR;
+  alignas(64) float edge[MR * NR];
+  float* dst = c;
+  int64_t ld = ldc;
+  if (!full) {
+    dst = edge;
+    ld = NR;
+    std::memset(edge, 0, sizeof(edge));
+    if (beta != 0.f) {
+      for (int64_t i = 0; i < m; ++i) std::memcpy(edge + i * NR, c + i * ldc, static_cast<size_t>(n) * 4);
+    }
+  }
+  const reg va = V::set1(alpha), vb = V::set1(beta);
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      float* p = dst + i * ld + j * W;
+      // C = alpha · acc + beta · C, one rounding for the sum; beta == 0 never reads C.
+      V::store(p, beta == 0.f ? V::mul(va, acc[i][j]) : V::fma(va, acc[i][j], V::mul(vb, V::load(p))));
+    }
+  }
+  if (!full) {
+    for (int64_t i = 0; i < m; ++i) std::memcpy(c + i * ldc, edge + i * NR, static_cast<size_t>(n) * 4);
+  }
+}
+
+}  // namespace
+}  // namespace qwenlong
