@@ -53,7 +53,7 @@ Napi::Value PolicyLoss(const Napi::CallbackInfo& info) {
   if (!(p.temperature > 0)) throw_range(std::string(op) + ": argument 'temperature' must be > 0");
   if (!(p.clip_low >= 0 && p.clip_low < 1) || !(p.clip_high >= 0)) throw_range(std::string(op) + ": 'clipLow' must be in [0, 1) and 'clipHigh' >= 0");
   if (!(p.dual_clip == 0 || p.dual_clip > 1)) throw_range(std::string(op) + ": 'dualClip' must be 0 (off) or > 1");
-  if (!(workspace >= 4096 && workspace <= 1e12)) throw_range(std::string(op) + ": 'workspaceBytes' must be from 4096 to 1e12");
+  if (!(workspace >= 1 && workspace <= 1e12)) throw_range(std::string(op) + ": 'workspaceBytes' must be from 1 to 1e12");
   // Targets are read as indices: check them on the host (a device check would need a sync anyway).
   if (targets->device() == Device::cpu) {
     const int32_t* tg = static_cast<const int32_t*>(targets->data());
