@@ -48,7 +48,36 @@ def case_matmul(c, quick):
     return timed(lambda: torch.matmul(a, b, out=out), quick)
 
 
-CASES = {"add": case_add, "matmul": case_matmul}
+def case_policy_loss(c, quick):
+    """Materialized logits: log_softmax, gather, entropy, autograd (what a plain PyTorch RL loop does).
+    Returns the time and the peak extra memory (max RSS growth over the inputs) of forward+backward."""
+    import resource
+    T, H, V = int(c["T"]), int(c["H"]), int(c["V"])
+    hidden = (torch.randn(T, H) * 0.05).requires_grad_()
+    weight = (torch.randn(V, H) * 0.05).requires_grad_()
+    targets = torch.randint(0, V, (T,))
+    adv = torch.randn(T)
+
+    def step():
+        hidden.grad = None
+        weight.grad = None
+        logits = hidden @ weight.t()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        logp = logprobs.gather(1, targets[:, None])[:, 0]
+        entropy = -(logprobs.exp() * logprobs).sum(-1).detach()
+        loss = -(adv * logp).mean()
+        loss.backward()
+        return entropy
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    outputs = (T * H + V * H) * 4  # the gradients: outputs, not workspace
+    extra = max(0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 - outputs)
+    median, samples = timed(step, quick, min_time=0, min_samples=3, warmup=0)
+    return median, samples, extra
+
+
+CASES = {"add": case_add, "matmul": case_matmul, "policy_loss": case_policy_loss}
 
 
 def main():
@@ -60,8 +89,11 @@ def main():
         if fn is None:
             results.append(None)
             continue
-        median, samples = fn(c, bool(spec.get("quick")))
-        results.append({"medianMs": median, "samples": samples, "version": torch.__version__})
+        res = fn(c, bool(spec.get("quick")))
+        entry = {"medianMs": res[0], "samples": res[1], "version": torch.__version__}
+        if len(res) > 2:
+            entry["extraBytes"] = res[2]
+        results.append(entry)
     json.dump({"results": results}, sys.stdout)
 
 

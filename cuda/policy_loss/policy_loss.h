@@ -12,6 +12,7 @@
 //   g_t = coef_t dl_t/dlogp_t;  dx_v = g_t (onehot(target)_v - p_v);  d_raw_logits = dx / temperature
 //   d_hidden = d_raw_logits W;  d_weight = d_raw_logits^T hidden    (6 T H V flops with the logits GEMM)
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "cuda/common/dtype.h"
@@ -48,11 +49,17 @@ struct TokenLoss {
   float dlogp;  // d l_t / d logp_t
 };
 
-inline TokenLoss token_loss(float logp, const float* old_logp, int64_t t, float advantage, float clip_low, float clip_high, float dual_clip) {
+#ifdef __CUDACC__
+#define QWENLONG_HOST_DEVICE __host__ __device__
+#else
+#define QWENLONG_HOST_DEVICE
+#endif
+
+QWENLONG_HOST_DEVICE inline TokenLoss token_loss(float logp, const float* old_logp, int64_t t, float advantage, float clip_low, float clip_high, float dual_clip) {
   if (!old_logp) return TokenLoss{-advantage, -advantage};
   float log_ratio = logp - old_logp[t];
   log_ratio = log_ratio < -20.f ? -20.f : (log_ratio > 20.f ? 20.f : log_ratio);
-  const float ratio = __builtin_expf(log_ratio);
+  const float ratio = expf(log_ratio);
   const float lo = 1.f - clip_low, hi = 1.f + clip_high;
   const float clipped = ratio < lo ? lo : (ratio > hi ? hi : ratio);
   const float unclipped_loss = -advantage * ratio, clipped_loss = -advantage * clipped;

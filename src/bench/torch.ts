@@ -17,6 +17,8 @@ export interface TorchResult {
   medianMs: number;
   samples: number;
   version: string;
+  /** Peak extra memory of the case, where the case measures it. */
+  extraBytes?: number;
 }
 
 let python: string | null | undefined;
