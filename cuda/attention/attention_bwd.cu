@@ -453,10 +453,10 @@ __global__ void __launch_bounds__(kSimtThreads) attn_bwd_dkdv_simt(Args a) {
       __syncthreads();
       simt_p_ds(a, s, sQ, sdO, sK, sV, sLse, sDelta, sP, sdS, i0, rows, j0, keys, Dp);
       __syncthreads();
+      for (int r = 0; r < rows; ++r) {
 #pragma unroll
-      for (int kk = 0; kk < R; ++kk) {
-        const int c = warp * R + kk;  // this warp's key
-        for (int r = 0; r < rows; ++r) {
+        for (int kk = 0; kk < R; ++kk) {
+          const int c = warp * R + kk;  // this warp's keys
           const float p = sP[r * B + c], ds = sdS[r * B + c];
 #pragma unroll
           for (int t = 0; t < DT; ++t) {
@@ -531,11 +531,10 @@ __global__ void __launch_bounds__(kSimtThreads) attn_bwd_dq_simt(Args a) {
     __syncthreads();
     simt_p_ds(a, s, sQ, sdO, sK, sV, sLse, sDelta, nullptr, sdS, i0, rows, j0, keys, Dp);
     __syncthreads();
+    for (int c = 0; c < keys; ++c) {
 #pragma unroll
-    for (int rr = 0; rr < R; ++rr) {
-      const int r = warp * R + rr;
-      for (int c = 0; c < keys; ++c) {
-        const float ds = sdS[r * B + c];
+      for (int rr = 0; rr < R; ++rr) {
+        const float ds = sdS[(warp * R + rr) * B + c];
 #pragma unroll
         for (int t = 0; t < DT; ++t) {
           const int d = lane + 32 * t;
