@@ -26,7 +26,8 @@ constexpr int kMr = 6, kNv = 2;
 }  // namespace
 
 const GemmKernel& gemm_kernel_avx2() {
-  static const GemmKernel kernel{kMr, kNv * Avx2::width, 144, 256, 4096, pack_vector, micro_tile<Avx2, kMr, kNv>};
+  static const GemmKernel kernel{kMr, kNv * Avx2::width, 144, 256, 4096, pack_vector, micro_tile<Avx2, kMr, kNv>,
+                                   fma_rounds<Avx2>, 2 * kPeakChains * Avx2::width};
   return kernel;
 }
 

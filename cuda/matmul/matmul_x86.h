@@ -235,5 +235,28 @@ void micro_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ld
   }
 }
 
+// The FMA peak probe (GemmKernel::fma_rounds): 12 independent chains, more than FMA latency × FMA pipes on
+// current cores, so the pipes never wait. The result depends on every chain, so none is optimized away.
+constexpr int kPeakChains = 12;
+
+template <class V>
+float fma_rounds(int64_t iterations) {
+  using reg = typename V::reg;
+  reg acc[kPeakChains];
+#pragma GCC unroll 16
+  for (int i = 0; i < kPeakChains; ++i) acc[i] = V::set1(1.f + 0.001f * static_cast<float>(i));
+  const reg x = V::set1(0.9999f), y = V::set1(0.0001f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kPeakChains; ++i) acc[i] = V::fma(acc[i], x, y);
+  }
+  alignas(64) float lanes[V::width];
+  reg sum = acc[0];
+#pragma GCC unroll 16
+  for (int i = 1; i < kPeakChains; ++i) sum = V::fma(acc[i], x, sum);
+  V::store(lanes, sum);
+  return lanes[0];
+}
+
 }  // namespace
 }  // namespace qwenlong
