@@ -3,6 +3,7 @@
 //   b: (K, N), or (N, K) when transB; optionally batched (Bt, ·, ·); a 2-D operand is shared by every batch entry
 //   out: (M, N), or (Bt, M, N) when either operand is batched; f32 or the inputs' dtype
 #include "cuda/matmul/matmul.h"
+#include "cuda/matmul/matmul_cpu.h"
 
 #include <string>
 #include <vector>
@@ -117,10 +118,19 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// fmaPeak(seconds) -> GFLOP/s: the CPU's fused multiply-add peak for the current ISA on every pool thread, as the
+// benchmarks' denominator.
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  double seconds = number_arg(info, 0, "fmaPeak", "seconds");
+  if (!(seconds > 0 && seconds <= 10)) throw_range("fmaPeak: argument 'seconds' must be in (0, 10]");
+  return Napi::Number::New(info.Env(), fma_peak_gflops(seconds));
+}
+
 }  // namespace
 
 void register_matmul(Napi::Env env, Napi::Object exports) {
   exports.Set("matmul", Napi::Function::New<guarded<Matmul>>(env, "matmul"));
+  exports.Set("fmaPeak", Napi::Function::New<guarded<FmaPeak>>(env, "fmaPeak"));
 }
 
 }  // namespace qwenlong

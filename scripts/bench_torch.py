@@ -45,7 +45,9 @@ def case_matmul(c, quick):
     a = torch.rand(k, m, dtype=torch.float32).to(dtype).t() if c.get("transA") else torch.rand(m, k).to(dtype)
     b = torch.rand(n, k, dtype=torch.float32).to(dtype).t() if c.get("transB") else torch.rand(k, n).to(dtype)
     out = torch.empty(m, n, dtype=dtype)
-    return timed(lambda: torch.matmul(a, b, out=out), quick)
+    # Large products: the caller may ask for fewer runs ("warmup", "samples") so a case takes seconds, not minutes.
+    runs = {"warmup": int(c.get("warmup", 3)), "min_samples": int(c.get("samples", 10))}
+    return timed(lambda: torch.matmul(a, b, out=out), quick, **runs)
 
 
 def case_policy_loss(c, quick):

@@ -1,6 +1,7 @@
 // matmul with AVX2 + FMA: a 6 × 16 register tile (12 accumulators, 2 B vectors, 1 broadcast: 15 of the 16 ymm
 // registers), 8-lane packers with f16/bf16 conversion (F16C / shifts). Blocks for a 32 KiB L1 and a 512 KiB L2:
-// a B micro-panel of kc × 16 floats is 16 KiB, an A block of mc × kc is 144 KiB.
+// a B micro-panel of kc × 16 floats is 24 KiB, an A block of mc × kc is 216 KiB. kc = 384 rather than 256
+// also means C, which every k block reads and writes once, streams through memory a third fewer times.
 #include <immintrin.h>
 
 #include "cuda/matmul/matmul_x86.h"
@@ -26,7 +27,8 @@ constexpr int kMr = 6, kNv = 2;
 }  // namespace
 
 const GemmKernel& gemm_kernel_avx2() {
-  static const GemmKernel kernel{kMr, kNv * Avx2::width, 144, 256, 4096, pack_vector, micro_tile<Avx2, kMr, kNv>};
+  static const GemmKernel kernel{kMr, kNv * Avx2::width, 144, 384, 4096, pack_vector, micro_tile<Avx2, kMr, kNv>,
+                                   fma_rounds<Avx2>, 2 * kPeakChains * Avx2::width};
   return kernel;
 }
 

@@ -27,7 +27,8 @@ constexpr int kMr = 14, kNv = 2;
 }  // namespace
 
 const GemmKernel& gemm_kernel_avx512() {
-  static const GemmKernel kernel{kMr, kNv * Avx512::width, 224, 256, 4096, pack_vector, micro_tile<Avx512, kMr, kNv>};
+  static const GemmKernel kernel{kMr, kNv * Avx512::width, 224, 256, 4096, pack_vector, micro_tile<Avx512, kMr, kNv>,
+                                   fma_rounds<Avx512>, 2 * kPeakChains * Avx512::width};
   return kernel;
 }
 

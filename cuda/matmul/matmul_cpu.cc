@@ -2,6 +2,8 @@
 // matmul_cpu.h; this file holds the driver every ISA shares, and the scalar packer and microkernel (plain C++,
 // the readable version of what matmul_avx2.cc / matmul_avx512.cc do with vector registers).
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <new>
 
@@ -264,6 +266,31 @@ const GemmKernel& gemm_kernel_current() {
     case Isa::scalar: break;
   }
   return gemm_kernel_scalar();
+}
+
+double fma_peak_gflops(double seconds) {
+  const GemmKernel& kern = gemm_kernel_current();
+  if (!kern.fma_rounds) return 0;
+  using clock = std::chrono::steady_clock;
+  // Calibrate on one thread (about 10 ms), then run every thread for `seconds`.
+  int64_t iterations = 1 << 16;
+  for (;;) {
+    auto t0 = clock::now();
+    volatile float sink = kern.fma_rounds(iterations);
+    (void)sink;
+    double s = std::chrono::duration<double>(clock::now() - t0).count();
+    if (s > 0.01 || iterations > (int64_t(1) << 40)) {
+      iterations = std::max<int64_t>(1, static_cast<int64_t>(iterations * seconds / s));
+      break;
+    }
+    iterations *= 4;
+  }
+  ThreadPool& pool = ThreadPool::instance();
+  std::atomic<int> sink{0};
+  auto t0 = clock::now();
+  pool.parallel_for(pool.size(), [&](int64_t) { sink += kern.fma_rounds(iterations) > 0.f; });
+  double s = std::chrono::duration<double>(clock::now() - t0).count();
+  return double(kern.flops_per_round) * double(iterations) * pool.size() / s / 1e9;
 }
 
 void matmul_cpu(const MatmulParams& p) {

@@ -44,6 +44,10 @@ struct GemmKernel {
   int64_t mc = 0, kc = 0, nc = 0;  // cache blocks (mc a multiple of mr, nc of nr)
   PackFn pack = nullptr;
   MicroFn micro = nullptr;
+  // Benchmarks only: `iterations` rounds of independent fused multiply-adds on full vectors (nothing else), and
+  // the flops one round does; null where the ISA has no FMA. Gives the machine's FMA peak as this kernel sees it.
+  float (*fma_rounds)(int64_t iterations) = nullptr;
+  int64_t flops_per_round = 0;
 };
 
 // The readable versions: the scalar ISA uses both; vector packers fall back to pack_panels_scalar.
@@ -55,5 +59,9 @@ const GemmKernel& gemm_kernel_avx512();
 
 // The kernel current_isa() selects.
 const GemmKernel& gemm_kernel_current();
+
+// GFLOP/s of the current ISA's FMA loop on every pool thread at once, measured over about `seconds` (0 for the
+// scalar ISA). The denominator of the benchmarks' "fraction of peak".
+double fma_peak_gflops(double seconds);
 
 }  // namespace qwenlong

@@ -63,10 +63,26 @@ inline __m256 load8_first(const typename Element<T>::type* p, int n) {
   }
 }
 
-// Stores the first n (1..8) lanes of v.
+// Stores the first n (1..8) lanes of v with plain 128/64/32-bit stores (masked stores are slow on some cores).
 inline void store_first(float* p, __m256 v, int n) {
-  if (n >= 8) _mm256_storeu_ps(p, v);
-  else _mm256_maskstore_ps(p, first_lanes(n), v);
+  if (n >= 8) {
+    _mm256_storeu_ps(p, v);
+    return;
+  }
+  __m128 part = _mm256_castps256_ps128(v);
+  if (n >= 4) {
+    _mm_storeu_ps(p, part);
+    p += 4;
+    n -= 4;
+    part = _mm256_extractf128_ps(v, 1);
+  }
+  if (n >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), part);
+    p += 2;
+    n -= 2;
+    part = _mm_movehl_ps(part, part);
+  }
+  if (n >= 1) _mm_store_ss(p, part);
 }
 
 // In place: row q of the 8 × 8 block becomes column q.
@@ -92,18 +108,26 @@ inline void transpose8(__m256 v[8]) {
 
 // ---- Packers (the contract is PackFn's in matmul_cpu.h) ----
 
-// x contiguous (sx == 1: A transposed, B not): for each k, copy r consecutive elements.
+// x contiguous (sx == 1: A transposed, B not). Eight k at a time across every panel: each source row is read
+// front to back and each panel gets 8 rows (at least 192 contiguous bytes) per visit. (Panel by panel would walk
+// the rows a power-of-two stride apart, all in one L1 set; k by k would scatter single rows over every panel.)
 template <DType T>
 void pack_x_contiguous(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
   using E = typename Element<T>::type;
-  const E* data = static_cast<const E*>(src.data);
-  for (int64_t panel_x = 0; panel_x < nx; panel_x += r, out += r * kc) {
-    const int64_t valid = std::min<int64_t>(r, nx - panel_x);
-    const E* col = data + (x0 + panel_x) + k0 * src.sk;
-    for (int64_t k = 0; k < kc; ++k, col += src.sk) {
-      float* dst = out + k * r;
-      for (int g = 0; g < r; g += 8) {
-        store_first(dst + g, load8_first<T>(col + g, static_cast<int>(valid - g)), r - g);
+  const E* data = static_cast<const E*>(src.data) + x0 + k0 * src.sk;
+  const int64_t panel_floats = r * kc;
+  for (int64_t k_lo = 0; k_lo < kc; k_lo += 8) {
+    const int64_t k_hi = std::min<int64_t>(kc, k_lo + 8);
+    float* panel = out;
+    for (int64_t panel_x = 0; panel_x < nx; panel_x += r, panel += panel_floats) {
+      for (int64_t k = k_lo; k < k_hi; ++k) {
+        const E* row = data + k * src.sk;
+        for (int g = 0; g < r; g += 8) {
+          const int64_t x = panel_x + g;
+          // A whole 8-lane load when all 8 lie in [0, nx) (lanes past r belong to the next panel and are not stored).
+          const __m256 v = x + 8 <= nx ? load8<T>(row + x) : load8_first<T>(row + x, static_cast<int>(nx - x));
+          store_first(panel + k * r + g, v, r - g);
+        }
       }
     }
   }
@@ -158,6 +182,11 @@ void micro_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ld
                 float beta) {
   using reg = typename V::reg;
   constexpr int W = V::width, NR = NV * W;
+  // The C tile is read (or written) only after kc rank-1 updates: ask for its lines now so they arrive meanwhile.
+  for (int64_t i = 0; i < m; ++i) {
+    const char* row = reinterpret_cast<const char*>(c + i * ldc);
+    for (int64_t byte = 0; byte < n * 4 + 63; byte += 64) _mm_prefetch(row + std::min<int64_t>(byte, n * 4 - 1), _MM_HINT_T0);
+  }
   reg acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
@@ -204,6 +233,29 @@ void micro_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ld
   if (!full) {
     for (int64_t i = 0; i < m; ++i) std::memcpy(c + i * ldc, edge + i * NR, static_cast<size_t>(n) * 4);
   }
+}
+
+// The FMA peak probe (GemmKernel::fma_rounds): 12 independent chains, more than FMA latency × FMA pipes on
+// current cores, so the pipes never wait. The result depends on every chain, so none is optimized away.
+constexpr int kPeakChains = 12;
+
+template <class V>
+float fma_rounds(int64_t iterations) {
+  using reg = typename V::reg;
+  reg acc[kPeakChains];
+#pragma GCC unroll 16
+  for (int i = 0; i < kPeakChains; ++i) acc[i] = V::set1(1.f + 0.001f * static_cast<float>(i));
+  const reg x = V::set1(0.9999f), y = V::set1(0.0001f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kPeakChains; ++i) acc[i] = V::fma(acc[i], x, y);
+  }
+  alignas(64) float lanes[V::width];
+  reg sum = acc[0];
+#pragma GCC unroll 16
+  for (int i = 1; i < kPeakChains; ++i) sum = V::fma(acc[i], x, sum);
+  V::store(lanes, sum);
+  return lanes[0];
 }
 
 }  // namespace

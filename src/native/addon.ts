@@ -59,6 +59,8 @@ export interface NativeAddon {
     beta: number,
     outDtype: string | null,
   ): NativeTensorHandle;
+  /** Benchmarks: GFLOP/s of the current ISA's fused multiply-add loop on every CPU thread (0 for scalar). */
+  fmaPeak(seconds: number): number;
 }
 
 type H = NativeTensorHandle;
