@@ -13,6 +13,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   qwenlong::register_rope(env, exports);
   qwenlong::register_embedding(env, exports);
   qwenlong::register_adamw(env, exports);
+  qwenlong::register_attention(env, exports);
   return exports;
 }
 

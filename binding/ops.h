@@ -32,5 +32,6 @@ void register_swiglu(Napi::Env env, Napi::Object exports);
 void register_rope(Napi::Env env, Napi::Object exports);
 void register_embedding(Napi::Env env, Napi::Object exports);
 void register_adamw(Napi::Env env, Napi::Object exports);
+void register_attention(Napi::Env env, Napi::Object exports);
 
 }  // namespace qwenlong

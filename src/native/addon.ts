@@ -48,6 +48,9 @@ export interface NativeAddon {
   embeddingBackward(dout: H, ids: H, vocab: number, dtable: H | null, accumulate: boolean): H;
   adamw(params: H, grads: H, m: H, v: H, paramsCopy: H | null, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number): void;
   gradNorm(tensors: H[], clip: boolean, maxNorm?: number): H;
+  attention(q: H, k: H, v: H, cuSeqlensQ: Int32Array | H | null, cuSeqlensK: Int32Array | H | null, causal: boolean, scale: number, out: H | null, lse: H | null): [H, H];
+  attentionBackward(dOut: H, q: H, k: H, v: H, out: H, lse: H, cuSeqlensQ: Int32Array | H | null, cuSeqlensK: Int32Array | H | null, causal: boolean, scale: number,
+    dq: H | null, dk: H | null, dv: H | null): [H, H, H];
 }
 
 type H = NativeTensorHandle;

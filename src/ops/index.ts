@@ -5,3 +5,4 @@ export { swiglu, swigluBackward } from './swiglu.js';
 export { rope, ropeBackward, type RopeOptions } from './rope.js';
 export { embedding, embeddingBackward, type EmbeddingBackwardOptions } from './embedding.js';
 export { adamw, gradNorm, clipGrad, type AdamwOptions } from './optim.js';
+export { attention, attentionBackward, type AttentionOptions, type AttentionForwardOptions, type AttentionBackwardOptions } from './attention.js';
