@@ -79,7 +79,40 @@ def case_policy_loss(c, quick):
     return median, samples, extra
 
 
-CASES = {"add": case_add, "matmul": case_matmul, "policy_loss": case_policy_loss}
+def case_attention(c, quick):
+    """One sequence, heads-first layout (torch's own). impl "sdpa": the private
+    torch.nn.functional._scaled_dot_product_attention of torch 1.13 (the math path on CPU); impl "math": softmax(q k^T
+    scale + mask) v. GQA repeats k and v to the query heads inside the timed call. pass "forward" times the forward
+    without autograd; "backward" times torch.autograd.grad of one retained forward."""
+    T, hq, hkv, D = int(c["T"]), int(c["hq"]), int(c["hkv"]), int(c["D"])
+    causal, impl, which = bool(c.get("causal")), c.get("impl", "sdpa"), c.get("pass", "forward")
+    scale = 1.0 / D ** 0.5
+    grad = which == "backward"
+    q = torch.randn(1, hq, T, D).requires_grad_(grad)
+    k = torch.randn(1, hkv, T, D).requires_grad_(grad)
+    v = torch.randn(1, hkv, T, D).requires_grad_(grad)
+    mask = torch.full((T, T), float("-inf")).triu_(1) if causal and impl == "math" else None
+
+    def forward():
+        kk = k.repeat_interleave(hq // hkv, dim=1) if hq != hkv else k
+        vv = v.repeat_interleave(hq // hkv, dim=1) if hq != hkv else v
+        if impl == "sdpa":
+            return torch.nn.functional._scaled_dot_product_attention(q, kk, vv, None, 0.0, False, causal)[0]
+        s = torch.matmul(q, kk.transpose(-1, -2)) * scale
+        if mask is not None:
+            s = s + mask
+        return torch.matmul(torch.softmax(s, dim=-1), vv)
+
+    runs = {"warmup": 1, "min_samples": 3, "min_time": 0.0}
+    if not grad:
+        with torch.no_grad():
+            return timed(forward, quick, **runs)
+    out = forward()
+    dout = torch.randn_like(out)
+    return timed(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True), quick, **runs)
+
+
+CASES = {"add": case_add, "matmul": case_matmul, "policy_loss": case_policy_loss, "attention": case_attention}
 
 
 def main():
@@ -91,7 +124,11 @@ def main():
         if fn is None:
             results.append(None)
             continue
-        res = fn(c, bool(spec.get("quick")))
+        try:
+            res = fn(c, bool(spec.get("quick")))
+        except RuntimeError:  # out of memory on a large case: report ours alone
+            results.append(None)
+            continue
         entry = {"medianMs": res[0], "samples": res[1], "version": torch.__version__}
         if len(res) > 2:
             entry["extraBytes"] = res[2]

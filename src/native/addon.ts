@@ -61,6 +61,9 @@ export interface NativeAddon {
   ): NativeTensorHandle;
   /** Benchmarks: GFLOP/s of the current ISA's fused multiply-add loop on every CPU thread (0 for scalar). */
   fmaPeak(seconds: number): number;
+  attention(q: H, k: H, v: H, cuSeqlensQ: Int32Array | H | null, cuSeqlensK: Int32Array | H | null, causal: boolean, scale: number, out: H | null, lse: H | null): [H, H];
+  attentionBackward(dOut: H, q: H, k: H, v: H, out: H, lse: H, cuSeqlensQ: Int32Array | H | null, cuSeqlensK: Int32Array | H | null, causal: boolean, scale: number,
+    dq: H | null, dk: H | null, dv: H | null): [H, H, H];
 }
 
 type H = NativeTensorHandle;

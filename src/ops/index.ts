@@ -8,3 +8,4 @@ export { adamw, gradNorm, clipGrad, type AdamwOptions } from './optim.js';
 export { groupAdvantages, broadcastAdvantages, batchEntropy, type GroupAdvantageOptions } from './advantages.js';
 export { policyLoss, policyLossCoefficients, type PolicyLossInput, type PolicyLossOutput, type Aggregation, type PolicyLossNormalizers } from './policy_loss.js';
 export { matmul, type MatmulOptions } from './matmul.js';
+export { attention, attentionBackward, type AttentionOptions, type AttentionForwardOptions, type AttentionBackwardOptions } from './attention.js';
