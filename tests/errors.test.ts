@@ -75,6 +75,9 @@ describe('Tensor factories bad input', () => {
     expect(() => h.read(new Float32Array(3))).toThrow(/holds 12 bytes, the tensor 8/);
     expect(() => (h.read as (this: unknown, x: unknown) => unknown).call({}, new Float32Array(2))).toThrow();
     expect(() => setThreads(0)).toThrow(/setThreads/);
+    expect(() => n.fmaPeak(NaN)).toThrow(/fmaPeak: argument 'seconds'/);
+    expect(() => n.fmaPeak(11)).toThrow(RangeError);
+    expect(n.fmaPeak(0.01)).toBeGreaterThanOrEqual(0);
     expect(() => setIsa('sse9')).toThrow(/unknown ISA 'sse9'/);
   });
 });

@@ -67,19 +67,19 @@ export interface PolicyLossOutput {
 
 const op = 'ops.policyLoss';
 
-function hostNumbers(arg: string, value: unknown, n: number): Float64Array {
+function hostNumbers(arg: string, value: unknown, n: number, opName = op): Float64Array {
   if (Tensor.isTensor(value)) {
-    if (value.device !== 'cpu') throw new TypeError(`${op}: '${arg}' must be on the cpu (the host computes the aggregation from it)`);
+    if (value.device !== 'cpu') throw new TypeError(`${opName}: '${arg}' must be on the cpu (the host computes the aggregation from it)`);
     value = value.handle.read(new (value.dtype === 'i32' ? Int32Array : Float32Array)(value.size));
   }
-  if (!value || typeof value !== 'object' || typeof (value as ArrayLike<number>).length !== 'number') throw new TypeError(`${op}: '${arg}' must be an array of numbers, not ${describe(value)}`);
+  if (!value || typeof value !== 'object' || typeof (value as ArrayLike<number>).length !== 'number') throw new TypeError(`${opName}: '${arg}' must be an array of numbers, not ${describe(value)}`);
   let out: Float64Array;
   try {
     out = Float64Array.from(value as ArrayLike<number>);
   } catch (err) {
-    throw new TypeError(`${op}: '${arg}' cannot be read: ${(err as Error).message}`);
+    throw new TypeError(`${opName}: '${arg}' cannot be read: ${(err as Error).message}`);
   }
-  if (out.length !== n) throw new RangeError(`${op}: '${arg}' has ${out.length} entries, expected ${n}`);
+  if (n >= 0 && out.length !== n) throw new RangeError(`${opName}: '${arg}' has ${out.length} entries, expected ${n}`);
   return out;
 }
 
@@ -95,14 +95,22 @@ function toDevice(arg: string, value: unknown, n: number, dtype: 'i32' | 'f32', 
   return { t: Tensor.from(dtype === 'i32' ? Int32Array.from(host) : Float32Array.from(host), [n], { device }), owned: true };
 }
 
+type CoefficientOptions = Pick<PolicyLossInput, 'groupIds' | 'tokenMask' | 'aggregation' | 'lossScale' | 'normalizers' | 'dropNegative'>;
+
 /** The per-token coefficient d loss / d l_t for an aggregation, masks and AEPO's dropping; and the nll mask. */
 export function policyLossCoefficients(
   tokens: number,
   cuSeqlens: Int32Array | readonly number[],
   advantages: ArrayLike<number>,
-  opts: Pick<PolicyLossInput, 'groupIds' | 'tokenMask' | 'aggregation' | 'lossScale' | 'normalizers' | 'dropNegative'>,
+  options?: CoefficientOptions,
 ): { coef: Float32Array; mask: Float32Array } {
-  const cu = Array.from(cuSeqlens as ArrayLike<number>);
+  const name = 'ops.policyLossCoefficients';
+  if (typeof tokens !== 'number' || !Number.isInteger(tokens) || tokens < 0 || tokens > 2 ** 31) throw new RangeError(`${name}: argument 'tokens' must be a non-negative integer`);
+  const opts = checkOptions(name, options);
+  return coefficients(name, tokens, Array.from(hostNumbers('cuSeqlens', cuSeqlens, -1, name)), hostNumbers('advantages', advantages, tokens, name), opts);
+}
+
+function coefficients(op: string, tokens: number, cu: number[], advantages: ArrayLike<number>, opts: CoefficientOptions): { coef: Float32Array; mask: Float32Array } {
   if (cu.length < 1 || cu[0] !== 0 || cu[cu.length - 1] !== tokens) throw new RangeError(`${op}: 'cuSeqlens' must start at 0 and end at T = ${tokens}`);
   for (let b = 1; b < cu.length; b++) if (!Number.isInteger(cu[b]) || cu[b]! < cu[b - 1]!) throw new RangeError(`${op}: 'cuSeqlens' must be non-decreasing integers (at ${b})`);
   const B = cu.length - 1;
@@ -112,10 +120,14 @@ export function policyLossCoefficients(
   if (drop !== false && drop !== 'zero' && drop !== 'remove') throw new TypeError(`${op}: 'dropNegative' must be false, 'zero' or 'remove'`);
   const mask = new Float32Array(tokens).fill(1);
   if (opts.tokenMask !== undefined) {
-    const m = hostNumbers('tokenMask', opts.tokenMask, tokens);
+    const m = hostNumbers('tokenMask', opts.tokenMask, tokens, op);
     for (let t = 0; t < tokens; t++) mask[t] = m[t] ? 1 : 0;
   }
-  const groups = opts.groupIds === undefined ? null : Array.from(opts.groupIds);
+  let groups: (string | number)[] | null = null;
+  if (opts.groupIds !== undefined) {
+    if (!Array.isArray(opts.groupIds)) throw new TypeError(`${op}: 'groupIds' must be an array`);
+    groups = Array.from(opts.groupIds);
+  }
   if (aggregation === 'group-token-mean' && !groups) throw new TypeError(`${op}: 'group-token-mean' needs 'groupIds'`);
   if (groups && groups.length !== B) throw new RangeError(`${op}: 'groupIds' has ${groups.length} entries, expected ${B} (one per sequence)`);
   // Which sequences AEPO drops, and which tokens count in the normalizer.
@@ -166,7 +178,7 @@ export function policyLoss(input: PolicyLossInput): PolicyLossOutput {
   const T = hidden.shape[0]!, H = hidden.shape[1]!, V = weight.shape[0]!;
   const device = hidden.device;
   const advantagesHost = hostNumbers('advantages', opts.advantages, T);
-  const { coef, mask } = policyLossCoefficients(T, opts.cuSeqlens ?? [0, T], advantagesHost, opts);
+  const { coef, mask } = coefficients(op, T, Array.from(hostNumbers('cuSeqlens', opts.cuSeqlens ?? [0, T], -1)), advantagesHost, opts);
   const temperature = checkFinite(op, 'temperature', opts.temperature ?? 1);
   const clipLow = checkFinite(op, 'clipLow', opts.clipLow ?? 0.2);
   const clipHigh = checkFinite(op, 'clipHigh', opts.clipHigh ?? 0.28);
