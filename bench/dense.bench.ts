@@ -3,7 +3,8 @@
  *  1. GEMM f32: 1024³ and 4096 × 4096 × 1024 in NN, NT and TN, and the policy loss's three products (hidden
  *     h: 4096 × 1024, LM head W: 32768 × 1024): logits = h·Wᵀ (NT), dH = dlogits·W (NN), dW = dlogitsᵀ·h (TN).
  *     GFLOP/s, the fraction of the CPU's FMA peak, and torch.matmul's time over ours (OpenBLAS, same threads).
- *  2. Memory-bound ops (GB/s beside a memcpy of the same bytes): see the marked section below.
+ *  2. Memory-bound layers (rmsNorm, swiglu, rope, embedding, adamw, add, with backwards): GB/s over the bytes they
+ *     read and write, beside a plain memcpy (one thread) of the same number of bytes.
  *
  * FMA peak: measured, not looked up. `fmaPeak` runs independent fused multiply-add chains on full vectors of the
  * current ISA on every pool thread (nothing else in the loop) and counts 2 flops per lane per instruction; the
@@ -60,7 +61,7 @@ function randomTensor(shape: number[]): Tensor {
 
 const suite: BenchSuite = {
   name: 'dense',
-  description: 'GEMM f32 (NN/NT/TN, policy-loss shapes) GFLOP/s and fraction of FMA peak beside torch.matmul',
+  description: 'GEMM f32 (NN/NT/TN, policy-loss shapes) beside torch.matmul; memory-bound layers beside memcpy',
   async run(ctx) {
     const records: BenchRecord[] = [];
     const threads = info().cpu.threads;
@@ -110,8 +111,41 @@ const suite: BenchSuite = {
     }
     if (torchMissing) ctx.log('(torch not importable: PyTorch columns omitted)');
 
-    // 2. Memory-bound ops: the elementwise layers (rmsNorm, rope, swiglu, embedding, adamw, ...) add their cases
-    //    here, each as GB/s beside `native().memcpy` of the same bytes (see bench/core.bench.ts for the pattern).
+    // 2. Memory-bound ops: GB/s over every byte read and written, beside a plain memcpy of the op's total bytes
+    //    (memcpy moves them once each way, so its GB/s counts read + write too).
+    const tokens = ctx.quick ? 512 : 4096;
+    const C = ctx.quick ? 1024 : 4096;
+    const heads = C / 128;
+    const n = tokens * C;
+    const x = randomTensor([tokens, C]), dy = randomTensor([tokens, C]), w = randomTensor([C]);
+    const rope3 = randomTensor([tokens, heads, 128]);
+    const table = randomTensor([32000, C]);
+    const ids = Tensor.from(Int32Array.from({ length: tokens }, (_, i) => (i * 7919) % 32000), [tokens], { device: 'cpu' });
+    const m = Tensor.zeros([n], { device: 'cpu' }), v = Tensor.zeros([n], { device: 'cpu' }), params = randomTensor([n]), grads = randomTensor([n]);
+    const y = Tensor.empty([tokens, C], { device: 'cpu' }), y2 = Tensor.empty([tokens, C], { device: 'cpu' });
+    const rrms = ops.rmsNorm(x, w).rrms;
+    const f = 4;
+    const layers: [string, number, () => unknown][] = [
+      [`rmsNorm ${tokens}x${C}`, (2 * n + C) * f + tokens * f, () => ops.rmsNorm(x, w, { out: y, rrmsOut: rrms })],
+      [`rmsNormBackward ${tokens}x${C}`, (3 * n + 2 * C) * f + tokens * f, () => ops.rmsNormBackward(dy, x, w, rrms, { dxOut: y, dw: false })],
+      [`swiglu ${tokens}x${C}`, 3 * n * f, () => ops.swiglu(x, dy, { out: y })],
+      [`swigluBackward ${tokens}x${C}`, 5 * n * f, () => ops.swigluBackward(dy, x, dy, { dgateOut: y, dupOut: y2 })],
+      [`rope ${tokens}x${heads}x128`, 2 * n * f, () => ops.rope(rope3, { out: rope3 })],
+      [`embedding ${tokens} of 32000x${C}`, 2 * n * f + tokens * 4, () => ops.embedding(ids, table, { out: y })],
+      [`adamw ${n}`, 7 * n * f, () => ops.adamw(params, grads, m, v, { lr: 1e-6, step: 1 })],
+      [`add ${n}`, 3 * n * f, () => ops.add(x, dy, { out: y })],
+    ];
+    for (const [label, bytes, fn] of layers) {
+      const src = Tensor.empty([Math.ceil(bytes / 8)], { device: "cpu" }), dst = Tensor.empty([Math.ceil(bytes / 8)], { device: "cpu" });
+      const copy = await ctx.time(() => native().memcpy(dst.handle, src.handle));
+      src.dispose();
+      dst.dispose();
+      const r = await ctx.time(fn);
+      const gbs = bytes / (r.medianMs * 1e6);
+      const memcpyGbs = bytes / (copy.medianMs * 1e6);
+      records.push({ suite: 'dense', case: `${label} f32 (${threads} threads)`, medianMs: r.medianMs, samples: r.samples, figures: { 'GB/s': gbs, 'memcpy GB/s': memcpyGbs, 'vs memcpy': gbs / memcpyGbs } });
+    }
+    for (const t of [x, dy, w, rope3, table, ids, m, v, params, grads, y, y2, rrms]) t.dispose();
 
     return records;
   },
