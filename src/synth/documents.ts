@@ -215,8 +215,10 @@ let docIdsSeen = new Map<string, number>();
 
 function finish(raw: RawDocument, counter: TokenCounter): SourceDocument {
   const metaLines = Object.entries(raw.meta).map(([k, v]) => `${k[0]!.toUpperCase()}${k.slice(1)}: ${v}`);
-  const header = raw.csv ? '' : metaLines.length > 0 ? `${raw.title}\n${metaLines.join('\n')}\n\n` : '';
-  const text = raw.csv ? raw.body : header + raw.body.trim();
+  // Every text document opens with its title, so a context that quotes the document names it.
+  const body = raw.body.trim();
+  const header = raw.csv ? '' : metaLines.length > 0 ? `${raw.title}\n${metaLines.join('\n')}\n\n` : body.startsWith(raw.title) ? '' : `${raw.title}\n\n`;
+  const text = raw.csv ? raw.body : header + body;
   const spans = buildPassages(text, header.length, raw.csv === true);
   const passages = spans.map(([start, end]) => ({ start, end, tokens: counter.count(text.slice(start, end)) }));
   let tables: DocTable[];

@@ -2,8 +2,8 @@ import winkNLP from 'wink-nlp';
 import model from 'wink-eng-lite-web-model';
 import type { SourceDocument } from './documents.js';
 import type { EntityRef, Extraction, Mention, NumericFact, RelationFact } from './types.js';
-import { clip } from './text.js';
 import { parseCellNumber } from './tables.js';
+import { isDistinctive } from './graph.js';
 
 /**
  * Offline extractor on wink-nlp with its English "lite" model: sentence and token boundaries (lossless, so
@@ -77,7 +77,7 @@ export function extractDocument(d: SourceDocument): Extraction {
   const mentions: Mention[] = [];
   const relations: RelationFact[] = [];
   const numbers: NumericFact[] = [];
-  const docEntity: EntityRef = { name: d.title, type: 'document' };
+  const docEntity: EntityRef = { name: d.title, type: 'document', key: `doc:${d.id}` };
 
   // 1. The header: one fact per `Key: value` line, evidence the line itself.
   let pos = 0;
@@ -167,11 +167,17 @@ export function extractDocument(d: SourceDocument): Extraction {
     for (let k = 0; k + 1 < chunks.length; k++) {
       const a = chunks[k]!;
       const b = chunks[k + 1]!;
-      const between = toks.slice(a.to + 1, b.from);
-      if (between.length < 1 || between.length > 6) continue;
-      if (between.some((t) => t.pos === 'PUNCT' || t.pos === 'SPACE' || t.pos === 'PRON' || t.pos === 'SCONJ' || t.pos === 'CCONJ')) continue;
-      const firstContent = between.find((t) => t.pos !== 'AUX' && t.pos !== 'ADV' && t.pos !== 'PART');
-      if (!firstContent || firstContent.pos !== 'VERB') continue;
+      // The subject must not itself be the object of a preposition ("of the Treasury will …").
+      if (!isDistinctive(a.ref) || !isDistinctive(b.ref)) continue;
+      const before = toks[a.from - 1];
+      if (before && (before.pos === 'ADP' || before.pos === 'DET' || before.pos === 'PART')) continue;
+      let between = toks.slice(a.to + 1, b.from);
+      while (between.length > 0 && between[between.length - 1]!.pos === 'DET') between = between.slice(0, -1);
+      if (between.length < 1 || between.length > 5) continue;
+      if (between.some((t) => t.pos === 'PUNCT' || t.pos === 'PROPN' || t.pos === 'SPACE' || t.pos === 'PRON' || t.pos === 'SCONJ' || t.pos === 'CCONJ' || t.pos === 'DET' && t !== between[between.length - 1])) continue;
+      if (!(between[0]!.pos === 'VERB' || between[0]!.pos === 'AUX' || between[0]!.pos === 'ADV')) continue;
+      const firstContent = between.find((t) => t.pos !== 'AUX' && t.pos !== 'ADV');
+      if (!firstContent || firstContent.pos !== 'VERB' || !/(ed|s)$/.test(firstContent.value) && between[0]!.pos !== 'AUX') continue;
       if (between.some((t) => t.lemma === 'not' || t.lemma === "n't")) continue;
       const key = between.filter((t) => !RELATION_SKIP_POS.has(t.pos)).map((t) => t.lemma).join(' ');
       if (key.length === 0) continue;
@@ -220,7 +226,12 @@ export function extractDocument(d: SourceDocument): Extraction {
     if (value === null) return;
     const sentence = d.text.slice(span.start, span.end);
     const rel = vs - span.start;
-    const label = clip(`${sentence.slice(Math.max(0, rel - 140), rel)}___${sentence.slice(rel + written.length, rel + written.length + 140)}`, 320).replace(/\s+/g, ' ');
+    // The cloze: up to ~140 characters either side of the number, cut at word boundaries.
+    let from = Math.max(0, rel - 140);
+    if (from > 0) from = sentence.indexOf(' ', from) + 1;
+    let to = Math.min(sentence.length, rel + written.length + 140);
+    if (to < sentence.length) to = Math.max(rel + written.length, sentence.lastIndexOf(' ', to));
+    const label = `${from > 0 ? '…' : ''}${sentence.slice(from, rel)}___${sentence.slice(rel + written.length, to)}${to < sentence.length ? '…' : ''}`.replace(/\s+/g, ' ');
     numbers.push({ label, attribute, value, unit, span, valueSpan: { doc: d.id, start: vs, end: ve } });
   });
 

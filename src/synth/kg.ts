@@ -66,7 +66,7 @@ export class KnowledgeGraph {
   // ---- facts ----
 
   private entityId(ref: EntityRef): number {
-    const key = ref.type === 'document' ? `doc:${ref.name}` : normalize(ref.name);
+    const key = ref.key ?? normalize(ref.name);
     const found = this.db.prepare('SELECT id FROM entities WHERE key = ?').get(key) as { id: number } | undefined;
     const id = found ? found.id : Number(this.db.prepare('INSERT INTO entities(key, name, type) VALUES (?, ?, ?)').run(key, ref.name, ref.type).lastInsertRowid);
     this.db.prepare('INSERT INTO entity_types(entity, type, n) VALUES (?, ?, 1) ON CONFLICT(entity, type) DO UPDATE SET n = n + 1').run(id, ref.type);

@@ -10,6 +10,8 @@ export interface Span {
 export interface EntityRef {
   name: string;
   type: string;
+  /** Merge key; defaults to the normalized name (documents use their id so equal titles stay apart). */
+  key?: string;
 }
 
 /** An entity mention with its exact span (`text.slice(start, end) === surface`). */
