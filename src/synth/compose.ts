@@ -438,6 +438,20 @@ export function fillerRequest(rng: Rng, avoidRequest: string): string {
   }
 }
 
+/** Every word the question templates can write (for a synthetic world's closed vocabulary). */
+export function templateWords(): string[] {
+  const fixed = [
+    'What is it Answer with its name Which of the options is Answer with the letter',
+    'Two years are described below Which of the two is earlier Answer A or B How many years apart are they Answer with a number',
+    'Two quantities are described below in Which of the two is larger By how much does the larger exceed the smaller',
+    'The documents give the following quantities What is the of missing from year number document that mentions',
+    'List every Answer with a JSON array of names List the title of every document that mentions titles',
+    'In the conversation above the user asked times Reproduce word for word the assistant\'s reply to the of these requests User Assistant',
+  ];
+  const text = [...fixed, ...REQUESTS, ...TOPICS, ...ORDINALS, ...Object.values(NUMERIC_OPS).map((o) => o.phrase)].join(' ');
+  return [...new Set(text.split(/[^A-Za-z0-9']+/).filter((w) => w && w !== 'THRESHOLD' && w !== 'T'))];
+}
+
 export const COMPOSERS: Record<Task, (env: ComposeEnv) => ComposeResult> = {
   multihop: composeMultihop,
   temporal: composeTemporal,

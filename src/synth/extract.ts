@@ -168,7 +168,8 @@ export function extractDocument(d: SourceDocument): Extraction {
       const a = chunks[k]!;
       const b = chunks[k + 1]!;
       // The subject must not itself be the object of a preposition ("of the Treasury will …").
-      if (!isDistinctive(a.ref) || !isDistinctive(b.ref)) continue;
+      // A lone capitalized word of unknown type as subject is often just a sentence opening.
+      if (!isDistinctive(a.ref) || b.ref.name.length < 3) continue;
       const before = toks[a.from - 1];
       if (before && (before.pos === 'ADP' || before.pos === 'DET' || before.pos === 'PART')) continue;
       let between = toks.slice(a.to + 1, b.from);

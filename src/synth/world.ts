@@ -4,6 +4,7 @@ import type { KnowledgeGraph } from './kg.js';
 import type { TokenCounter } from './tokenizer.js';
 import type { EntityRef, Extraction, Mention, NumericFact, RelationFact } from './types.js';
 import { splitSentences } from './text.js';
+import { templateWords } from './compose.js';
 
 /**
  * Synthetic worlds: contamination-free corpora. A seeded random world (people, cities, countries,
@@ -198,7 +199,7 @@ export function worldVocabulary(world: World): string[] {
   for (const r of Object.values(RELATIONS)) [r.sentence, r.forward, r.inverse].forEach(addText);
   for (const list of Object.values(ATTRIBUTES)) for (const a of list) addText(`${a.sentence} ${a.attribute} ${a.unit}`);
   [...FILLER, ...COLORS, ...PLACES_SMALL, ...DAYS, ...THINGS].forEach(addText);
-  addText('What is the which of the options Answer with its name letter A B C D Find List every mentioned in documents JSON array names Two years quantities are described below earlier larger How many apart By how much does exceed smaller number 0 1 2 3 4 5 6 7 8 9');
-  for (const w of ['{D}', '{S}', '{O}', '{V}', '{C}', '{P}', '{T}']) words.delete(w.replace(/[{}]/g, ''));
-  return [...words].filter((w) => !/^[A-Z]$/.test(w) || 'ABCD'.includes(w)).sort();
+  templateWords().forEach((w) => words.add(w));
+  ['A', 'B', 'C', 'D'].forEach((w) => words.add(w));
+  return [...words].sort();
 }
