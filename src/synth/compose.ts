@@ -2,7 +2,7 @@ import type { GEdge, GNumber, Graph } from './graph.js';
 import { isDistinctive, typeNoun } from './graph.js';
 import type { Rng } from './rng.js';
 import type { Span, Task } from './types.js';
-import { containsWord, formatNumber, normalize } from './text.js';
+import { containsWord, formatNumber, normalize, splitSentences } from './text.js';
 import type Database from 'better-sqlite3';
 
 /**
@@ -106,7 +106,7 @@ function describePath(g: Graph, w: Walk): string {
 export function composeMultihop(env: ComposeEnv): ComposeResult {
   const { graph: g, rng } = env;
   const starts = cachedStarts(g);
-  if (starts.length === 0) return { reject: 'no-path' };
+  if (starts.length === 0) return { reject: 'no-material' };
   const hops = rng.range(2, 4);
   const w = walk(g, rng, hops, starts);
   if (!w) return { reject: 'no-path' };
@@ -133,7 +133,7 @@ export function composeMultihop(env: ComposeEnv): ComposeResult {
 export function composeMultipleChoice(env: ComposeEnv): ComposeResult {
   const { graph: g, rng } = env;
   const starts = cachedStarts(g);
-  if (starts.length === 0) return { reject: 'no-path' };
+  if (starts.length === 0) return { reject: 'no-material' };
   const hops = rng.range(1, 2);
   const w = walk(g, rng, hops, starts);
   if (!w) return { reject: 'no-path' };
@@ -211,9 +211,9 @@ function numberGroups(g: Graph) {
 }
 
 /** Pick `k` numbers with distinct values (and distinct labels) from one group. */
-function pickItems(g: Graph, rng: Rng, groups: GNumber[][], k: number): { facts: GNumber[]; items: Item[] } | null {
+function pickItems(g: Graph, rng: Rng, groups: GNumber[][], k: number): { facts: GNumber[]; items: Item[] } | 'none' | null {
   const usable = groups.filter((l) => new Set(l.map((n) => n.value)).size >= k);
-  if (usable.length === 0) return null;
+  if (usable.length === 0) return 'none';
   const group = rng.pick(usable);
   const facts: GNumber[] = [];
   const items: Item[] = [];
@@ -232,7 +232,8 @@ function twoItemQuestion(task: 'temporal' | 'comparison', env: ComposeEnv): Comp
   const { graph: g, rng } = env;
   const groups = task === 'temporal' ? numberGroups(g).years : numberGroups(g).values;
   const picked = pickItems(g, rng, groups, 2);
-  if (!picked) return { reject: 'no-numbers' };
+  if (picked === 'none') return { reject: 'no-material' };
+  if (!picked) return { reject: 'numbers-not-describable' };
   const [a, b] = picked.items as [Item, Item];
   const unit = picked.facts[0]!.unit;
   const listed = `(A) ${a.desc}\n(B) ${b.desc}`;
@@ -287,7 +288,8 @@ export function composeNumerical(env: ComposeEnv): ComposeResult {
   const k = rng.range(spec.k[0], spec.k[1]);
   const all = [...numberGroups(g).values, ...numberGroups(g).years.filter((l) => l.every((n) => n.subject !== null))];
   const picked = pickItems(g, rng, all, k);
-  if (!picked) return { reject: 'no-numbers' };
+  if (picked === 'none') return k > 3 ? { reject: 'too-few-numbers' } : { reject: 'no-material' };
+  if (!picked) return { reject: 'numbers-not-describable' };
   if (op === 'ratio' && picked.facts[1]!.value === 0) return { reject: 'division-by-zero' };
   const ids = picked.facts.map((f) => f.id).join(',');
   const sorted = picked.facts.map((f) => f.value).sort((x, y) => x - y);
@@ -327,7 +329,7 @@ export function composeAggregation(env: ComposeEnv): ComposeResult {
       }
     }
     const ok = [...groups.values()].filter((l) => l.length >= 2 && l.length <= 6);
-    if (ok.length === 0) return { reject: 'no-list' };
+    if (ok.length === 0) return { reject: 'no-material' };
     const edges = rng.pick(ok);
     const answer = [...new Set(edges.map((e) => g.entity(e.to).name))].sort();
     const desc = g.describe(edges[0]!, quoteName(g.entity(edges[0]!.from).name)).replace(/^the /, '');
@@ -344,7 +346,7 @@ export function composeAggregation(env: ComposeEnv): ComposeResult {
   // Real text: every document in the context that mentions a name. Distractors never contain the name, so
   // the documents that mention it in the context are exactly the evidence documents.
   const candidates = [...g.entities.values()].filter((e) => e.type !== 'document' && e.mentions.size >= 2 && e.mentions.size <= 5 && isDistinctive(e));
-  if (candidates.length === 0) return { reject: 'no-list' };
+  if (candidates.length === 0) return { reject: 'no-material' };
   const e = rng.pick(candidates);
   const docs = [...e.mentions.keys()].sort();
   const titles = [...new Set(docs.map((d) => g.docs.get(d)!.title))];
@@ -361,27 +363,19 @@ export function composeAggregation(env: ComposeEnv): ComposeResult {
   };
 }
 
-/** Sentences usable as assistant replies: evidence spans of facts, 40–400 characters. */
+/** Sentences usable as assistant replies: every body sentence of 40–400 characters on one line. */
 function replySentences(g: Graph): Span[] {
-  const seen = new Set<string>();
   const out: Span[] = [];
-  for (const edges of g.out.values()) {
-    for (const e of edges) {
-      const k = `${e.span.doc}:${e.span.start}`;
-      const len = e.span.end - e.span.start;
-      if (e.kind !== 'fact' || seen.has(k) || len < 40 || len > 400) continue;
-      seen.add(k);
-      out.push(e.span);
+  for (const d of g.docs.values()) {
+    for (const p of d.passages) {
+      if (p.end <= d.headerEnd) continue;
+      for (const [start, end] of splitSentences(d.text, p.start, p.end)) {
+        const len = end - start;
+        if (len >= 40 && len <= 400 && !d.text.slice(start, end).includes('\n')) out.push({ doc: d.id, start, end });
+      }
     }
   }
-  for (const n of g.numbers) {
-    const k = `${n.span.doc}:${n.span.start}`;
-    const len = n.span.end - n.span.start;
-    if (seen.has(k) || len < 40 || len > 400) continue;
-    seen.add(k);
-    out.push(n.span);
-  }
-  return out.sort((a, b) => (a.doc < b.doc ? -1 : a.doc > b.doc ? 1 : a.start - b.start));
+  return out;
 }
 
 let replyCache: { g: Graph; spans: Span[] } | null = null;
@@ -402,7 +396,7 @@ export function composeDialogueMemory(env: ComposeEnv): ComposeResult & { dialog
   const { graph: g, rng } = env;
   if (replyCache?.g !== g) replyCache = { g, spans: replySentences(g) };
   const pool = replyCache.spans;
-  if (pool.length < 8) return { reject: 'too-few-sentences' };
+  if (pool.length < 8) return { reject: 'no-material' };
   const request = rng.pick(REQUESTS).replace('{T}', rng.pick(TOPICS));
   const planted = rng.range(2, 4);
   const which = rng.int(planted);

@@ -56,12 +56,45 @@ const SCALE: Record<string, number> = { thousand: 1e3, million: 1e6, billion: 1e
 /** Parse `$2.5 million`, `12 percent`, `1,200` into a value; null when no digits are written. */
 export function parseQuantity(s: string): number | null {
   const m = /(-?\d[\d,]*(?:\.\d+)?)/.exec(s);
-  if (!m) return null;
+  if (!m) return parseNumberWords(s);
   let v = Number(m[1]!.replace(/,/g, ''));
   if (!Number.isFinite(v)) return null;
   const scale = /\b(thousand|million|billion|trillion)\b/i.exec(s.slice(m.index + m[0].length));
   if (scale) v *= SCALE[scale[1]!.toLowerCase()] ?? 1;
   return v;
+}
+
+const UNITS: Record<string, number> = {
+  zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10, eleven: 11, twelve: 12,
+  thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17, eighteen: 18, nineteen: 19,
+  twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70, eighty: 80, ninety: 90,
+};
+
+/** "two thousand five hundred", "forty-two", "a hundred" → the number; null when it is not all number words. */
+export function parseNumberWords(s: string): number | null {
+  const words = s.toLowerCase().replace(/-/g, ' ').split(/\s+/).filter((w) => w && w !== 'and');
+  if (words.length === 0) return null;
+  let total = 0;
+  let current = 0;
+  let seen = false;
+  for (const [i, w] of words.entries()) {
+    if (w === 'a' && i === 0) {
+      current = 1;
+      continue;
+    }
+    if (w in UNITS) {
+      current += UNITS[w]!;
+      seen = true;
+    } else if (w === 'hundred') {
+      current = (current || 1) * 100;
+      seen = true;
+    } else if (w in SCALE) {
+      total += (current || 1) * SCALE[w]!;
+      current = 0;
+      seen = true;
+    } else return null;
+  }
+  return seen ? total + current : null;
 }
 
 interface Tok {
@@ -195,7 +228,7 @@ export function extractDocument(d: SourceDocument): Extraction {
     const vs = toks[a]!.start;
     const ve = toks[b]!.end;
     const written = d.text.slice(vs, ve);
-    if (!/\d/.test(written)) return;
+    if (!/\d/.test(written) && (e.type !== 'CARDINAL' && e.type !== 'MONEY' || (parseNumberWords(written) ?? 0) < 2)) return;
     const si = sentenceOf[a]!;
     const span = sentSpan(si);
     if (span.end - span.start > 600) return;
@@ -210,7 +243,7 @@ export function extractDocument(d: SourceDocument): Extraction {
       value = Number(y[1]);
     } else if (e.type === 'MONEY') {
       attribute = 'amount of money';
-      unit = /\$|dollar/i.test(written) ? 'dollars' : 'money';
+      unit = /\$|dollar/i.test(written) ? 'dollars' : /£|pound/i.test(written) ? 'pounds' : 'money';
       value = parseQuantity(written);
     } else if (e.type === 'PERCENT') {
       attribute = 'percentage';

@@ -70,7 +70,7 @@ interface Checkpoint {
 }
 
 /** Give up on a task after this many rejections in a row (its material is exhausted). */
-const MAX_TASK_FAILURES = 400;
+const MAX_TASK_FAILURES = 250;
 
 function validate(opts: SynthOptions): Required<Pick<SynthOptions, 'tasks' | 'seed'>> {
   if (!opts.out || typeof opts.out !== 'string') throw new SynthError('--out: an output file is required');
@@ -221,6 +221,8 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
       const q = await makeQuestion(task, rng, attempt);
       if ('reject' in q) {
         reject(task, q.reject);
+        // The material has nothing for this task at all: stop trying it.
+        if (q.reject === 'no-material') ckpt.failures[task] = MAX_TASK_FAILURES;
         continue;
       }
       ckpt.failures[task] = 0;
@@ -238,6 +240,8 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
     }
     appender.close();
     const finished = !stoppedEarly;
+    const exhausted = tasks.filter((t) => (ckpt.failures[t] ?? 0) >= MAX_TASK_FAILURES);
+    if (exhausted.length > 0) log(`note: no more questions could be made for ${exhausted.join(', ')} from this material`);
     if (finished) {
       if (ckpt.written < opts.count) log(`warning: only ${ckpt.written} of ${opts.count} questions could be made from this material`);
       renameDurable(partial, out);

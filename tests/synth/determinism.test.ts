@@ -55,8 +55,8 @@ describe('determinism and resume', () => {
     const killed = path.join(fresh('kill'), 'q.jsonl');
     const args = [24, 3000, 8] as const;
     await synthesize({ inputs: [], out: whole, count: args[0], targetTokens: args[1], seed: 'resume', maxDocs: args[2] });
-    const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx');
-    const child = spawn(tsx, [path.join(repoRoot, 'tests/synth/kill-child.ts'), killed, ...args.map(String)], { stdio: 'ignore' });
+    // Node itself with tsx's loader (not the tsx wrapper, whose own child would outlive the kill).
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'tests/synth/kill-child.ts'), killed, ...args.map(String)], { cwd: repoRoot, stdio: 'ignore' });
     // Kill once a few questions are durably written.
     await new Promise<void>((resolve, reject) => {
       const started = Date.now();
