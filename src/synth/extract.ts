@@ -30,7 +30,7 @@ const PLACE_WORDS = new Set(
 );
 const PLACE_HEADS = new Set('river lake mount mountains island islands ocean sea bay gulf canal city county state territory valley coast'.split(' '));
 const PLACE_PREPS = new Set(['in', 'at', 'from', 'to', 'into', 'across', 'toward', 'towards']);
-const NOT_NAMES = new Set('i god almighty heaven providence sir madam mr mrs miss lady'.split(' '));
+const NOT_NAMES = new Set('i god almighty heaven providence sir madam mr mrs miss lady nation government people country world administration state states republic federal national'.split(' '));
 const RELATION_SKIP_POS = new Set(['DET', 'ADJ', 'ADV', 'AUX', 'PART', 'PRON', 'SCONJ', 'CCONJ', 'NUM']);
 const RELATION_CLUSTERS: Record<string, string> = {
   say: 'state', declare: 'state', announce: 'state', state: 'state', tell: 'state',
@@ -250,6 +250,9 @@ export function extractDocument(d: SourceDocument): Extraction {
       unit = 'percent';
       value = parseQuantity(written);
     } else if (e.type === 'CARDINAL') {
+      // "Section 8", "Article IV 12": a number after a capitalized word is a label, not a quantity.
+      const prev = toks[a - 1];
+      if (prev && /^\p{Lu}/u.test(prev.value) && (prev.pos === 'PROPN' || prev.pos === 'NOUN')) return;
       const next = toks[b + 1];
       if (!next || next.pos !== 'NOUN' || /\d/.test(next.value)) return;
       attribute = `number of ${next.lemma}s`.replace(/ss$/, 's');
