@@ -177,7 +177,7 @@ function describeNumber(g: Graph, n: GNumber, rng: Rng): Item | null {
     const s = g.entity(n.subject);
     if (s.type === 'document') {
       // The document is named by a name found only in it, so finding the year takes two steps.
-      const unique = [...g.entities.values()].filter((e) => e.type !== 'document' && e.mentions.size === 1 && e.mentions.has(n.span.doc) && isDistinctive(e));
+      const unique = [...g.entities.values()].filter((e) => e.type !== 'document' && e.anyDocs.size === 1 && e.mentions.has(n.span.doc) && isDistinctive(e));
       if (unique.length === 0) return null;
       const u = rng.pick(unique);
       return { ...base, desc: `the ${n.attribute} of the document that mentions ${quoteName(u.name)}`, evidence: [u.mentions.get(n.span.doc)!, n.span], avoid: g.names(u.id) };

@@ -1,6 +1,7 @@
 import type { SourceDocument } from './documents.js';
 import type { KnowledgeGraph } from './kg.js';
 import type { Span } from './types.js';
+import { normalize } from './text.js';
 
 /** In-memory view of the knowledge graph that the composers walk. */
 
@@ -9,8 +10,10 @@ export interface GEntity {
   name: string;
   type: string;
   aliases: string[];
-  /** Document id → first mention span there. */
+  /** Document id → first span there where the entity is written by its own name (not an alias). */
   mentions: Map<string, Span>;
+  /** Every document that mentions the entity by any of its names. */
+  anyDocs: Set<string>;
 }
 
 /** A directed step from one entity to another, with the words that describe it and its evidence. */
@@ -68,7 +71,7 @@ export class Graph {
     for (const d of kg.documents()) g.docs.set(d.id, d);
     const db = kg.db;
     for (const r of db.prepare('SELECT id, key, name, type FROM entities ORDER BY id').all() as Array<{ id: number; key: string; name: string; type: string }>) {
-      g.entities.set(r.id, { id: r.id, name: r.name, type: r.type, aliases: [], mentions: new Map() });
+      g.entities.set(r.id, { id: r.id, name: r.name, type: r.type, aliases: [], mentions: new Map(), anyDocs: new Set() });
       if (r.key.startsWith('doc:')) g.docEntity.set(r.key.slice(4), r.id);
       g.byType.set(r.type, [...(g.byType.get(r.type) ?? []), r.id]);
     }
@@ -78,7 +81,10 @@ export class Graph {
     }
     for (const r of db.prepare('SELECT entity, doc, start, end FROM mentions ORDER BY entity, doc, start').all() as Array<{ entity: number; doc: string; start: number; end: number }>) {
       const e = g.entities.get(r.entity);
-      if (e && !e.mentions.has(r.doc)) e.mentions.set(r.doc, { doc: r.doc, start: r.start, end: r.end });
+      if (!e) continue;
+      e.anyDocs.add(r.doc);
+      const surface = g.docs.get(r.doc)?.text.slice(r.start, r.end) ?? '';
+      if (!e.mentions.has(r.doc) && normalize(surface) === normalize(e.name)) e.mentions.set(r.doc, { doc: r.doc, start: r.start, end: r.end });
     }
     for (const r of db.prepare('SELECT relation, forward, inverse FROM relation_templates').all() as Array<{ relation: string; forward: string; inverse: string }>) {
       g.templates.set(r.relation, { forward: r.forward, inverse: r.inverse });
@@ -94,7 +100,7 @@ export class Graph {
     }
     // An entity named in exactly one document leads to that document.
     for (const e of g.entities.values()) {
-      if (e.type === 'document' || e.mentions.size !== 1 || !isDistinctive(e)) continue;
+      if (e.type === 'document' || e.anyDocs.size !== 1 || e.mentions.size !== 1 || !isDistinctive(e)) continue;
       const [doc, span] = [...e.mentions][0]!;
       const target = g.docEntity.get(doc);
       if (target !== undefined) g.addEdge({ from: e.id, to: target, relation: 'mentioned in', inverse: false, kind: 'mention', surface: 'mentions', span });

@@ -113,8 +113,10 @@ export function verifyQuestion(q: SynthQuestion, db: Database.Database, target: 
         // Every place the name occurs in the context belongs to a document whose title is in the answer.
         const titles = new Set<string>();
         const docs = db.prepare('SELECT id, title, text FROM documents').all() as Array<{ id: string; title: string; text: string }>;
-        const lower = q.context.toLowerCase();
-        for (let at = lower.indexOf(entity.toLowerCase()); at >= 0; at = lower.indexOf(entity.toLowerCase(), at + 1)) {
+        // Whole-word, case-insensitive occurrences of the name.
+        const re = new RegExp(`(?<![\\p{L}\\p{N}])${entity.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}])`, 'giu');
+        for (const m of q.context.matchAll(re)) {
+          const at = m.index;
           const lineStart = q.context.lastIndexOf('\n', at) + 1;
           const lineEnd = q.context.indexOf('\n', at);
           const line = q.context.slice(lineStart, lineEnd < 0 ? q.context.length : lineEnd);
