@@ -65,12 +65,21 @@ export class KnowledgeGraph {
 
   // ---- facts ----
 
+  private statements: Record<'find' | 'insert' | 'type' | 'alias', Database.Statement> | null = null;
+
   private entityId(ref: EntityRef): number {
+    this.statements ??= {
+      find: this.db.prepare('SELECT id FROM entities WHERE key = ?'),
+      insert: this.db.prepare('INSERT INTO entities(key, name, type) VALUES (?, ?, ?)'),
+      type: this.db.prepare('INSERT INTO entity_types(entity, type, n) VALUES (?, ?, 1) ON CONFLICT(entity, type) DO UPDATE SET n = n + 1'),
+      alias: this.db.prepare('INSERT OR IGNORE INTO aliases(entity, alias) VALUES (?, ?)'),
+    };
+    const st = this.statements;
     const key = ref.key ?? normalize(ref.name);
-    const found = this.db.prepare('SELECT id FROM entities WHERE key = ?').get(key) as { id: number } | undefined;
-    const id = found ? found.id : Number(this.db.prepare('INSERT INTO entities(key, name, type) VALUES (?, ?, ?)').run(key, ref.name, ref.type).lastInsertRowid);
-    this.db.prepare('INSERT INTO entity_types(entity, type, n) VALUES (?, ?, 1) ON CONFLICT(entity, type) DO UPDATE SET n = n + 1').run(id, ref.type);
-    this.db.prepare('INSERT OR IGNORE INTO aliases(entity, alias) VALUES (?, ?)').run(id, ref.name);
+    const found = st.find.get(key) as { id: number } | undefined;
+    const id = found ? found.id : Number(st.insert.run(key, ref.name, ref.type).lastInsertRowid);
+    st.type.run(id, ref.type);
+    st.alias.run(id, ref.name);
     return id;
   }
 

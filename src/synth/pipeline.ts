@@ -125,7 +125,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
         const world = generateWorld(opts.world);
         docs = writeWorld(world, kg, counter);
       } else if (opts.inputs.length === 0) {
-        docs = loadBundledCorpus(counter, opts.maxDocs, () => progress('documents', 0, 0));
+        docs = loadBundledCorpus(counter, opts.maxDocs);
       } else {
         docs = loadDocuments(opts.inputs, counter);
       }

@@ -117,11 +117,20 @@ export function verifyQuestion(q: SynthQuestion, db: Database.Database, target: 
         const re = new RegExp(`(?<![\\p{L}\\p{N}])${entity.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}])`, 'giu');
         for (const m of q.context.matchAll(re)) {
           const at = m.index;
-          const lineStart = q.context.lastIndexOf('\n', at) + 1;
-          const lineEnd = q.context.indexOf('\n', at);
-          const line = q.context.slice(lineStart, lineEnd < 0 ? q.context.length : lineEnd);
-          const owner = docs.filter((d) => d.text.includes(line));
-          if (owner.length === 1) titles.add(owner[0]!.title);
+          // The owner is the one document containing the occurrence's line; a line several documents share
+          // (a header field) is widened upwards, line by line, until one document is left.
+          const lineEnd = q.context.indexOf('\n', at) < 0 ? q.context.length : q.context.indexOf('\n', at);
+          let start = q.context.lastIndexOf('\n', at) + 1;
+          let owner = docs.filter((d) => d.text.includes(q.context.slice(start, lineEnd)));
+          while (owner.length > 1 && start > 0) {
+            const prev = q.context.lastIndexOf('\n', start - 2) + 1;
+            const wider = docs.filter((d) => d.text.includes(q.context.slice(prev, lineEnd)));
+            if (wider.length === 0) break;
+            owner = wider;
+            start = prev;
+          }
+          expect(owner.length, `owner of "${entity}" at ${at}`).toBe(1);
+          titles.add(owner[0]!.title);
         }
         expect([...titles].sort()).toEqual(answer.slice().sort());
       }
