@@ -103,6 +103,28 @@ function describePath(g: Graph, w: Walk): string {
   return d;
 }
 
+let uniqueNumberCache: { g: Graph; byEntity: Map<number, GNumber[]> } | null = null;
+
+/**
+ * Numbers that single out their entity: no other entity has the same value of the same attribute. Naming
+ * an entity by one of them ("the person whose year of birth is 1957") hides it behind one more step.
+ */
+function uniqueNumbers(g: Graph): Map<number, GNumber[]> {
+  if (uniqueNumberCache?.g === g) return uniqueNumberCache.byEntity;
+  const counts = new Map<string, number>();
+  const key = (n: GNumber) => `${n.attribute}\u0000${n.value}`;
+  for (const n of g.numbers) if (n.subject !== null) counts.set(key(n), (counts.get(key(n)) ?? 0) + 1);
+  const byEntity = new Map<number, GNumber[]>();
+  for (const n of g.numbers) {
+    if (n.subject === null || counts.get(key(n)) !== 1) continue;
+    const type = g.entity(n.subject).type;
+    if (type === 'document' || type === 'row') continue;
+    byEntity.set(n.subject, [...(byEntity.get(n.subject) ?? []), n]);
+  }
+  uniqueNumberCache = { g, byEntity };
+  return byEntity;
+}
+
 export function composeMultihop(env: ComposeEnv): ComposeResult {
   const { graph: g, rng } = env;
   const starts = cachedStarts(g);
@@ -112,19 +134,25 @@ export function composeMultihop(env: ComposeEnv): ComposeResult {
   if (!w) return { reject: 'no-path' };
   const last = g.entity(w.edges[w.edges.length - 1]!.to);
   if (last.type === 'document') return { reject: 'path-ends-at-document' };
-  const desc = describePath(g, w);
+  // Half the time, the start is named by a number that singles it out rather than by its name.
+  const hiding = uniqueNumbers(g).get(w.start);
+  const hide = hiding && rng.next() < 0.5 ? rng.pick(hiding) : null;
+  const first = g.entity(w.start);
+  let desc = hide ? `the ${typeNoun(first.type)} whose ${hide.attribute} is ${formatNumber(hide.value)}` : quoteName(first.name);
+  for (const e of w.edges) desc = g.describe(e, desc);
   return {
     task: 'multihop',
     question: `What is ${desc}? Answer with its name.`,
     answer: last.name,
     aliases: last.aliases.length > 0 ? last.aliases : undefined,
-    evidence: w.edges.flatMap((e) => edgeEvidence(g, e)),
-    hops,
+    evidence: [...(hide ? [hide.span] : []), ...w.edges.flatMap((e) => edgeEvidence(g, e))],
+    hops: hops + (hide ? 1 : 0),
     avoid: w.edges.flatMap((e) => edgeAvoid(g, e)),
     hardNegativeType: last.type,
     meta: {
-      path: [g.entity(w.start).name, ...w.edges.map((e) => g.entity(e.to).name)],
+      path: [first.name, ...w.edges.map((e) => g.entity(e.to).name)],
       relations: w.edges.map((e) => ({ relation: e.relation, inverse: e.inverse, kind: e.kind })),
+      start_named_by: hide ? { fact: hide.id, attribute: hide.attribute, value: hide.value } : undefined,
       documents: [...new Set(w.edges.map((e) => e.span.doc))].length,
     },
   };

@@ -110,8 +110,13 @@ export function generateWorld(opts: WorldOptions): World {
     link(org, 'based_in', rng.pick(cities));
     link(org, 'founded_by', rng.pick(people));
   }
-  for (const c of cities) link(c, 'located_in', rng.pick(countries));
-  rng.sample(cities, countries.length).forEach((c, i) => link(c, 'capital_of', countries[i]!));
+  // Each country's capital lies in it; the other cities lie anywhere.
+  const capitals = new Map(rng.sample(cities, countries.length).map((c, i) => [c, countries[i]!] as const));
+  for (const c of cities) {
+    const country = capitals.get(c);
+    if (country !== undefined) link(c, 'capital_of', country);
+    link(c, 'located_in', country ?? rng.pick(countries));
+  }
   for (const e of entities) {
     for (const a of ATTRIBUTES[e.kind]) e.numbers.push({ attribute: a.attribute, value: rng.range(a.lo, a.hi), unit: a.unit });
   }

@@ -70,7 +70,14 @@ export function verifyQuestion(q: SynthQuestion, db: Database.Database, target: 
           expect(name).toBe(path[i + 1]);
           cur = next[0]!;
         });
-        expect(rels.length).toBe(q.hops);
+        // A start named by a number: that number belongs to the start entity and to no other.
+        const hidden = q.meta.start_named_by as { attribute: string; value: number } | undefined;
+        if (hidden) {
+          const owners = db.prepare('SELECT DISTINCT subject FROM numeric_facts WHERE attribute = ? AND value = ? AND subject IS NOT NULL').all(hidden.attribute, hidden.value) as Array<{ subject: number }>;
+          expect(owners.map((o) => o.subject)).toEqual([startRow.id]);
+          expect(q.question).not.toContain(path[0]);
+        }
+        expect(rels.length + (hidden ? 1 : 0)).toBe(q.hops);
       }
       if (q.task === 'multihop') expect(norm(q.question)).not.toContain(norm(String(q.answer)));
       break;
