@@ -463,7 +463,8 @@ export function fillerRequest(rng: Rng, avoidRequest: string): string {
 /** Every word the question templates can write (for a synthetic world's closed vocabulary). */
 export function templateWords(): string[] {
   const fixed = [
-    'What is it Answer with its name Which of the options is Answer with the letter',
+    'What is it Answer with its name Which of the options is Answer with the letter whose',
+    ['person', 'place', 'organization'].map(typeNoun).join(' '),
     'Two years are described below Which of the two is earlier Answer A or B How many years apart are they Answer with a number',
     'Two quantities are described below in Which of the two is larger By how much does the larger exceed the smaller',
     'The documents give the following quantities What is the of missing from year number document that mentions',
