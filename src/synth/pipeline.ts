@@ -40,6 +40,8 @@ export interface SynthOptions {
   maxDocs?: number;
   /** Fixed evidence depth in [0, 1]; random when absent. */
   depth?: number;
+  /** Give up on a task after this many rejections in a row (its material is exhausted). Default 250. */
+  maxTaskFailures?: number;
   /** Stop after this many accepted questions without finishing (for tests of resume). */
   stopAfter?: number;
   log?: (line: string) => void;
@@ -69,8 +71,6 @@ interface Checkpoint {
   failures: Record<string, number>;
 }
 
-/** Give up on a task after this many rejections in a row (its material is exhausted). */
-const MAX_TASK_FAILURES = 250;
 
 function validate(opts: SynthOptions): Required<Pick<SynthOptions, 'tasks' | 'seed'>> {
   if (!opts.out || typeof opts.out !== 'string') throw new SynthError('--out: an output file is required');
@@ -80,6 +80,7 @@ function validate(opts: SynthOptions): Required<Pick<SynthOptions, 'tasks' | 'se
   for (const t of tasks) if (!TASKS.includes(t)) throw new SynthError(`--tasks: unknown task "${t}" (known: ${TASKS.join(', ')})`);
   if (opts.depth !== undefined && !(opts.depth >= 0 && opts.depth <= 1)) throw new SynthError(`--depth: must be between 0 and 1 (got ${opts.depth})`);
   if (opts.maxDocs !== undefined && (!Number.isInteger(opts.maxDocs) || opts.maxDocs < 2)) throw new SynthError(`--max-docs: must be an integer ≥ 2 (got ${opts.maxDocs})`);
+  if (opts.maxTaskFailures !== undefined && (!Number.isInteger(opts.maxTaskFailures) || opts.maxTaskFailures < 1)) throw new SynthError(`maxTaskFailures: must be a positive integer (got ${opts.maxTaskFailures})`);
   if (opts.llmExtract && !opts.llm) throw new SynthError('--llm-extract needs --llm URL and --model NAME');
   return { tasks: [...new Set(tasks)], seed: opts.seed ?? '0' };
 }
@@ -94,6 +95,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
   const log = opts.log ?? (() => {});
   const progress = opts.progress ?? (() => {});
   const out = path.resolve(opts.out);
+  const maxFailures = opts.maxTaskFailures ?? 250;
   const workDir = path.resolve(opts.workDir ?? `${out}.work`);
   fs.mkdirSync(workDir, { recursive: true });
   const counter = loadTokenCounter(opts.tokenizer, (why) => log(`warning: ${why}`));
@@ -161,7 +163,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
     log(`graph: ${Object.entries(graphCounts).map(([k, v]) => `${v} ${k}`).join(', ')}`);
 
     // 4. Questions, with a checkpoint after each one written.
-    const runConfig = sha(JSON.stringify({ graphConfig, tasks, seed, target: opts.targetTokens, depth: opts.depth ?? null, llm: opts.llm ? [opts.llm.model, opts.llmChecks !== false] : null }));
+    const runConfig = sha(JSON.stringify({ graphConfig, tasks, seed, target: opts.targetTokens, depth: opts.depth ?? null, maxFailures, llm: opts.llm ? [opts.llm.model, opts.llmChecks !== false] : null }));
     const partial = `${out}.partial`;
     const ckptFile = path.join(workDir, 'checkpoint.json');
     let ckpt: Checkpoint = { config: runConfig, attempt: 0, written: 0, bytes: 0, rejections: {}, failures: {} };
@@ -212,7 +214,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
 
     let stoppedEarly = false;
     while (ckpt.written < opts.count) {
-      const open = tasks.filter((t) => (ckpt.failures[t] ?? 0) < MAX_TASK_FAILURES);
+      const open = tasks.filter((t) => (ckpt.failures[t] ?? 0) < maxFailures);
       if (open.length === 0) break;
       // The task furthest behind its share goes next; ties by the order given.
       const task = open.reduce((best, t) => ((byTask[t] ?? 0) < (byTask[best] ?? 0) ? t : best), open[0]!);
@@ -222,7 +224,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
       if ('reject' in q) {
         reject(task, q.reject);
         // The material has nothing for this task at all: stop trying it.
-        if (q.reject === 'no-material') ckpt.failures[task] = MAX_TASK_FAILURES;
+        if (q.reject === 'no-material') ckpt.failures[task] = maxFailures;
         continue;
       }
       ckpt.failures[task] = 0;
@@ -240,7 +242,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
     }
     appender.close();
     const finished = !stoppedEarly;
-    const exhausted = tasks.filter((t) => (ckpt.failures[t] ?? 0) >= MAX_TASK_FAILURES);
+    const exhausted = tasks.filter((t) => (ckpt.failures[t] ?? 0) >= maxFailures);
     if (exhausted.length > 0) log(`note: no more questions could be made for ${exhausted.join(', ')} from this material`);
     if (finished) {
       if (ckpt.written < opts.count) log(`warning: only ${ckpt.written} of ${opts.count} questions could be made from this material`);

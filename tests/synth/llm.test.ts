@@ -67,8 +67,8 @@ describe('LLM client (chat completions)', () => {
   });
 
   it('retries server errors, 429s, malformed JSON and timeouts, then succeeds', async () => {
-    queue.push({ status: 500, raw: 'oops' }, { status: 429, raw: '{}' }, { content: 'not json {' }, { raw: '<html>' }, { content: '{"answer":"late"}', delayMs: 400 }, { content: '{"answer":"ok"}' });
-    const c = new LlmClient({ url, model: 'm', backoffMs: 1, timeoutMs: 150, retries: 6 });
+    queue.push({ status: 500, raw: 'oops' }, { status: 429, raw: '{}' }, { content: 'not json {' }, { raw: '<html>' }, { content: '{"answer":"late"}', delayMs: 2000 }, { content: '{"answer":"ok"}' });
+    const c = new LlmClient({ url, model: 'm', backoffMs: 1, timeoutMs: 500, retries: 6 });
     expect(await ask(c)).toEqual({ answer: 'ok' });
     expect(requests.length).toBe(6);
   });
@@ -165,5 +165,60 @@ describe('LLM extractor and checks', () => {
     fallback = (body) => ({ content: body.messages[1]!.content.includes('Ada Lovelace worked') ? '{"answer":"charles babbage"}' : '{"answer":"unknown"}' });
     const c = new LlmClient({ url, model: 'm', ...fast });
     expect(await llmVerify(c, q, null)).toBeNull();
+  });
+});
+
+describe('synthesis with --llm checks', () => {
+  const world = { seed: 11, people: 16, cities: 5, countries: 2, organizations: 4 };
+  /** A solver for dialogue-memory questions: finds the i-th reply to the request in the conversation. */
+  const solver = (body: { messages: Array<{ content: string }> }): Reply => {
+    const text = body.messages[1]!.content;
+    const m = /the user asked "(.*)" \d+ times\. Reproduce, word for word, the assistant's reply to the (\w+) of these requests/.exec(text);
+    if (!m) return { content: '{"answer":"unknown"}' };
+    const index = ['first', 'second', 'third', 'fourth'].indexOf(m[2]!);
+    const replies = text.split('\n\n').map((t) => /^User: (.*)\nAssistant: (.*)$/.exec(t)).filter((t) => t && t[1] === m[1]);
+    return { content: JSON.stringify({ answer: replies[index]?.[2] ?? 'unknown' }) };
+  };
+
+  it('keeps questions the model answers only with the context, and a rerun is served from the cache', async () => {
+    const { synthesize } = await import('../../src/synth/pipeline.js');
+    const { tmpDir, readLines } = await import('./helpers.js');
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const dir = tmpDir('llm-run');
+    try {
+      fallback = solver;
+      const base = { inputs: [], count: 3, tasks: ['dialogue-memory' as const], targetTokens: 1000, seed: 'l', world, workDir: path.join(dir, 'work'), llm: { url, model: 'm', backoffMs: 1 } };
+      const a = await synthesize({ ...base, out: path.join(dir, 'a.jsonl') });
+      expect(a.written).toBe(3);
+      const sent = requests.length;
+      expect(sent).toBe(6); // two robustness samples per question; dialogue questions skip the no-context ask
+      const b = await synthesize({ ...base, out: path.join(dir, 'b.jsonl') });
+      expect(b.written).toBe(3);
+      expect(requests.length).toBe(sent);
+      expect(fs.readFileSync(path.join(dir, 'a.jsonl'))).toEqual(fs.readFileSync(path.join(dir, 'b.jsonl')));
+      expect(readLines(path.join(dir, 'a.jsonl')).every((q) => q.task === 'dialogue-memory')).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('counts rejections by the LLM checks and ends cleanly when nothing passes', async () => {
+    const { synthesize } = await import('../../src/synth/pipeline.js');
+    const { tmpDir } = await import('./helpers.js');
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const dir = tmpDir('llm-none');
+    try {
+      fallback = () => ({ content: '{"answer":"unknown"}' });
+      const s = await synthesize({ inputs: [], out: path.join(dir, 'q.jsonl'), count: 1, tasks: ['comparison'], targetTokens: 800, seed: 'n', world, llm: { url, model: 'm', backoffMs: 1 }, maxTaskFailures: 20 });
+      expect(s.written).toBe(0);
+      expect(s.finished).toBe(true);
+      expect(s.rejections['not-robust']).toBe(20);
+      expect(s.attempts).toBe(20);
+      expect(fs.readFileSync(path.join(dir, 'q.jsonl'), 'utf8')).toBe('');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
