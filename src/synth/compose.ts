@@ -2,7 +2,7 @@ import type { GEdge, GNumber, Graph } from './graph.js';
 import { isDistinctive, typeNoun } from './graph.js';
 import type { Rng } from './rng.js';
 import type { Span, Task } from './types.js';
-import { containsWord, formatNumber, normalize, splitSentences } from './text.js';
+import { formatNumber, normalize, splitSentences } from './text.js';
 import type Database from 'better-sqlite3';
 
 /**
@@ -484,10 +484,3 @@ export const COMPOSERS: Record<Task, (env: ComposeEnv) => ComposeResult> = {
   'multiple-choice': composeMultipleChoice,
   'dialogue-memory': composeDialogueMemory,
 };
-
-/** Does `text` name the entity (any alias, whole words)? */
-export function mentionsAny(text: string, names: readonly string[]): boolean {
-  return names.some((n) => containsWord(text, n));
-}
-
-export { typeNoun };

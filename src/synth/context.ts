@@ -2,7 +2,7 @@ import type { SourceDocument } from './documents.js';
 import type { Rng } from './rng.js';
 import type { TokenCounter } from './tokenizer.js';
 import type { EvidenceSpan, Span } from './types.js';
-import { containsWord } from './text.js';
+import { findWordLower } from './text.js';
 
 /**
  * Contexts: the evidence documents (their head and the passages that hold the evidence) plus distractor
@@ -54,17 +54,22 @@ function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {
 }
 
 export class ContextBuilder {
-  private lowerCache = new Map<string, string>();
+  private readonly lowerTexts = new Map<string, string>();
+
   constructor(
     private readonly docs: Map<string, SourceDocument>,
     private readonly counter: TokenCounter,
   ) {}
 
   private docText(id: string): string {
-    let t = this.lowerCache.get(id);
+    return this.docs.get(id)!.text;
+  }
+
+  private lowerText(id: string): string {
+    let t = this.lowerTexts.get(id);
     if (t === undefined) {
-      t = this.docs.get(id)!.text;
-      this.lowerCache.set(id, t);
+      t = this.docText(id).toLowerCase();
+      this.lowerTexts.set(id, t);
     }
     return t;
   }
@@ -100,7 +105,7 @@ export class ContextBuilder {
     // 2. Distractors: hard negatives first, then the rest, each a run of passages from a random start.
     const excluded = new Set(byDoc.keys());
     const avoid = req.avoid.filter((w) => w.trim().length > 0);
-    const usable = (id: string) => !excluded.has(id) && !avoid.some((w) => containsWord(this.docText(id), w));
+    const usable = (id: string) => !excluded.has(id) && !avoid.some((w) => findWordLower(this.lowerText(id), w) >= 0);
     const hard = rng.shuffle(req.hardNegatives.filter((id) => this.docs.has(id)));
     const hardSet = new Set(hard);
     const rest = rng.shuffle([...this.docs.keys()].filter((id) => !hardSet.has(id)));

@@ -146,11 +146,6 @@ export class Graph {
     return outEdges;
   }
 
-  /** All targets of (from, relation, direction), for re-walking a path. */
-  targets(from: number, relation: string, inverse: boolean): number[] {
-    return [...new Set((this.out.get(from) ?? []).filter((e) => e.relation === relation && e.inverse === inverse).map((e) => e.to))];
-  }
-
   /** Noun phrase for the entity reached by `edge` from an entity described as `d`. */
   describe(edge: GEdge, d: string): string {
     const t = this.templates.get(edge.relation);

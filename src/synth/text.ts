@@ -17,8 +17,12 @@ const wordChar = /[\p{L}\p{N}]/u;
 
 /** Whole-word, case-insensitive search for `needle` in `hay`; returns the first offset or -1. */
 export function findWord(hay: string, needle: string, from = 0): number {
+  return findWordLower(hay.toLowerCase(), needle, from);
+}
+
+/** `findWord` on a haystack already lower-cased (callers that search one text many times keep it so). */
+export function findWordLower(h: string, needle: string, from = 0): number {
   if (needle.length === 0) return -1;
-  const h = hay.toLowerCase();
   const n = needle.toLowerCase();
   let i = h.indexOf(n, from);
   while (i >= 0) {
@@ -53,11 +57,6 @@ function pushTrimmed(text: string, start: number, end: number, out: Array<[numbe
   while (start < end && /\s/.test(text[start] ?? '')) start++;
   while (end > start && /\s/.test(text[end - 1] ?? '')) end--;
   if (end > start) out.push([start, end]);
-}
-
-/** A short excerpt around [start, end) for error messages and cloze prompts. */
-export function clip(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, max - 1).trimEnd()}…`;
 }
 
 /** Word-set Jaccard similarity, for near-duplicate detection. */
