@@ -30,7 +30,13 @@ const PLACE_WORDS = new Set(
 );
 const PLACE_HEADS = new Set('river lake mount mountains island islands ocean sea bay gulf canal city county state territory valley coast'.split(' '));
 const PLACE_PREPS = new Set(['in', 'at', 'from', 'to', 'into', 'across', 'toward', 'towards']);
-const NOT_NAMES = new Set('i god almighty heaven providence sir madam mr mrs miss lady nation government people country world administration state states republic federal national'.split(' '));
+const NOT_NAMES = new Set(
+  'i god almighty heaven providence sir madam mr mrs miss lady nation government people country world administration state states republic federal national department chamber east west north south january february march april may june july august september october november december monday tuesday wednesday thursday friday saturday sunday'.split(' '),
+);
+const OPENERS = new Set('much many each every our this these those such all any some no a an the my your their its his her we you they it'.split(' '));
+/** Verbs whose subject–object pairs are rarely facts (speech, wishes, requests). */
+const WEAK_VERBS = new Set('call say tell ask thank urge let make give take see know want need hope believe think welcome wish request recommend'.split(' '));
+const MODALS = new Set('must should can could will would may might shall'.split(' '));
 const RELATION_SKIP_POS = new Set(['DET', 'ADJ', 'ADV', 'AUX', 'PART', 'PRON', 'SCONJ', 'CCONJ', 'NUM']);
 const RELATION_CLUSTERS: Record<string, string> = {
   say: 'state', declare: 'state', announce: 'state', state: 'state', tell: 'state',
@@ -168,6 +174,8 @@ export function extractDocument(d: SourceDocument): Extraction {
     let j = i;
     while (j + 1 < toks.length && (toks[j + 1]!.pos === 'PROPN' || (toks[j + 1]!.lemma === 'of' && toks[j + 2]?.pos === 'PROPN' && sentenceOf[j + 2] === sentenceOf[i]))) j++;
     let from = i;
+    // Sentence openers and list numerals that the tagger took for names ("Much", "I.") are not part of them.
+    while (from <= j && (OPENERS.has(toks[from]!.lemma) || /^[IVX]+\.$/.test(toks[from]!.value))) from++;
     let title = false;
     while (from <= j && PERSON_TITLES.has(toks[from]!.lemma)) {
       title = true;
@@ -181,6 +189,8 @@ export function extractDocument(d: SourceDocument): Extraction {
     const lower = words.map((w) => w.lemma);
     if (words.length === 1 && (NOT_NAMES.has(lower[0]!) || surface.length < 3 || surface === surface.toUpperCase())) continue;
     if (!/^\p{Lu}/u.test(surface) || /[^\p{L}\p{N} .'&-]/u.test(surface)) continue;
+    // Headings in capitals ("ECONOMIC STRENGTH") are not names.
+    if (/\b\p{Lu}{4,}\b/u.test(surface)) continue;
     const last = lower[lower.length - 1]!;
     let type = 'name';
     if (title) type = 'person';
@@ -212,7 +222,8 @@ export function extractDocument(d: SourceDocument): Extraction {
       if (!(between[0]!.pos === 'VERB' || between[0]!.pos === 'AUX' || between[0]!.pos === 'ADV')) continue;
       const firstContent = between.find((t) => t.pos !== 'AUX' && t.pos !== 'ADV');
       if (!firstContent || firstContent.pos !== 'VERB' || !/(ed|s)$/.test(firstContent.value) && between[0]!.pos !== 'AUX') continue;
-      if (between.some((t) => t.lemma === 'not' || t.lemma === "n't")) continue;
+      if (between.some((t) => t.lemma === 'not' || t.lemma === "n't" || MODALS.has(t.lemma.replace(/'ll$/, 'will')))) continue;
+      if (WEAK_VERBS.has(firstContent.lemma)) continue;
       const key = between.filter((t) => !RELATION_SKIP_POS.has(t.pos)).map((t) => t.lemma).join(' ');
       if (key.length === 0) continue;
       const surface = d.text.slice(between[0]!.start, between[between.length - 1]!.end);
