@@ -1,7 +1,7 @@
 import type { SourceDocument } from './documents.js';
 import type { KnowledgeGraph } from './kg.js';
 import type { Span } from './types.js';
-import { normalize } from './text.js';
+import { containsWord, normalize } from './text.js';
 
 /** In-memory view of the knowledge graph that the composers walk. */
 
@@ -92,9 +92,14 @@ export class Graph {
     const facts = db.prepare('SELECT subject, relation, cluster, surface, object, doc, start, end FROM facts ORDER BY id').all() as Array<{ subject: number; relation: string; cluster: string; surface: string; object: number; doc: string; start: number; end: number }>;
     for (const f of facts) {
       const subj = g.entities.get(f.subject);
-      if (!subj) continue;
+      const obj = g.entities.get(f.object);
+      if (!subj || !obj) continue;
       const kind = subj.type === 'document' ? 'field' : 'fact';
       const span = { doc: f.doc, start: f.start, end: f.end };
+      // A step is usable only where its evidence writes both ends by their own names: a fact reached through
+      // an alias (a surname folded into a full name) may be about someone else of that name.
+      const evidence = g.docs.get(f.doc)?.text.slice(f.start, f.end) ?? '';
+      if ((kind === 'fact' && !containsWord(evidence, subj.name)) || !containsWord(evidence, obj.name)) continue;
       g.addEdge({ from: f.subject, to: f.object, relation: f.cluster, inverse: false, kind, surface: f.surface, span });
       g.addEdge({ from: f.object, to: f.subject, relation: f.cluster, inverse: true, kind, surface: f.surface, span });
     }
