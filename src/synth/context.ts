@@ -30,6 +30,8 @@ export interface BuiltContext {
   docs: string[];
   /** Position of the first evidence character, as a fraction of the context length. */
   depth: number;
+  /** Where each document's excerpt lies in `context` (its ranges joined by `[…]` lines). */
+  blocks?: Array<{ doc: string; start: number; end: number }>;
 }
 
 interface Block {
@@ -146,14 +148,17 @@ export class ContextBuilder {
       parts.push(s);
       length += s.length;
     };
+    const layout: NonNullable<BuiltContext['blocks']> = [];
     blocks.forEach((b, bi) => {
       if (bi > 0) push(BLOCK_SEP);
+      const blockStart = length;
       const text = this.docText(b.doc);
       b.ranges.forEach((r, ri) => {
         if (ri > 0) push(RANGE_SEP);
         if (b.evidence) placed.set(b.doc, [...(placed.get(b.doc) ?? []), { src: r, at: length }]);
         push(text.slice(r[0], r[1]));
       });
+      layout.push({ doc: b.doc, start: blockStart, end: length });
     });
     const context = parts.join('');
     const evidence: EvidenceSpan[] = req.evidence.map((e) => {
@@ -168,6 +173,7 @@ export class ContextBuilder {
       evidence,
       docs: blocks.map((b) => b.doc),
       depth: context.length > 0 ? Math.round((firstEvidence / context.length) * 1000) / 1000 : 0,
+      blocks: layout,
     };
   }
 

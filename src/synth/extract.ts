@@ -181,11 +181,15 @@ export function extractDocument(d: SourceDocument): Extraction {
       title = true;
       from++;
     }
-    const chunkEnd = j;
+    // A possessive ending ("Green's") is not part of the name.
+    let chunkEnd = j;
+    if (chunkEnd > from && /^['’]s$/.test(toks[chunkEnd]!.value)) chunkEnd--;
     i = j;
     if (from > chunkEnd) continue;
     const words = toks.slice(from, chunkEnd + 1);
-    const surface = d.text.slice(words[0]!.start, words[words.length - 1]!.end);
+    const lastWord = words[words.length - 1]!;
+    const nameEnd = /\p{L}['’]s$/u.test(lastWord.value) ? lastWord.end - 2 : lastWord.end;
+    const surface = d.text.slice(words[0]!.start, nameEnd);
     const lower = words.map((w) => w.lemma);
     if (words.length === 1 && (NOT_NAMES.has(lower[0]!) || surface.length < 3 || surface === surface.toUpperCase())) continue;
     if (!/^\p{Lu}/u.test(surface) || /[^\p{L}\p{N} .'&-]/u.test(surface)) continue;
@@ -197,7 +201,7 @@ export function extractDocument(d: SourceDocument): Extraction {
     else if (lower.some((w) => ORG_HEADS.has(w))) type = 'organization';
     else if (PLACE_HEADS.has(last) || lower.some((w) => PLACE_WORDS.has(w)) || (words.length === 1 && PLACE_PREPS.has(toks[from - 1]?.lemma ?? ''))) type = 'place';
     const ref = { name: surface, type };
-    mentions.push({ ...ref, span: { doc: d.id, start: words[0]!.start, end: words[words.length - 1]!.end } });
+    mentions.push({ ...ref, span: { doc: d.id, start: words[0]!.start, end: nameEnd } });
     const si = sentenceOf[from]!;
     const list = chunksBySentence.get(si) ?? [];
     list.push({ from, to: chunkEnd, ref });

@@ -271,7 +271,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
         hops: draft.hops,
         tokens: built.tokens,
         seed: `${seed}:${attempt}`,
-        meta: { ...draft.meta, depth: built.depth, documents_in_context: built.docs.length, source_spans: draft.evidence, tokenizer: counter.name },
+        meta: { ...draft.meta, depth: built.depth, documents_in_context: built.docs.length, blocks: built.blocks, source_spans: draft.evidence, tokenizer: counter.name },
       };
       // Operand offsets become context offsets.
       const ops = q.meta.operands as Array<{ doc: string; start: number; end: number }> | undefined;

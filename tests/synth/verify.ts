@@ -117,27 +117,21 @@ export function verifyQuestion(q: SynthQuestion, db: Database.Database, target: 
       for (const item of answer) expect(q.context).toContain(item);
       const entity = q.meta.entity as string | undefined;
       if (entity) {
-        // Every place the name occurs in the context belongs to a document whose title is in the answer.
+        // The context's layout: each block is made only of pieces of the document it names.
+        const blocks = q.meta.blocks as Array<{ doc: string; start: number; end: number }>;
+        const titleOf = new Map<string, string>();
+        for (const blk of blocks) {
+          const text = docText(db, blk.doc);
+          for (const piece of q.context.slice(blk.start, blk.end).split('\n[…]\n')) expect(text.includes(piece)).toBe(true);
+          titleOf.set(blk.doc, (db.prepare('SELECT title FROM documents WHERE id = ?').get(blk.doc) as { title: string }).title);
+        }
+        // Every place the name occurs in the context (whole words) lies in a document whose title is listed.
         const titles = new Set<string>();
-        const docs = db.prepare('SELECT id, title, text FROM documents').all() as Array<{ id: string; title: string; text: string }>;
-        // Whole-word, case-insensitive occurrences of the name.
         const re = new RegExp(`(?<![\\p{L}\\p{N}])${entity.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}])`, 'giu');
         for (const m of q.context.matchAll(re)) {
-          const at = m.index;
-          // The owner is the one document containing the occurrence's line; a line several documents share
-          // (a header field) is widened upwards, line by line, until one document is left.
-          const lineEnd = q.context.indexOf('\n', at) < 0 ? q.context.length : q.context.indexOf('\n', at);
-          let start = q.context.lastIndexOf('\n', at) + 1;
-          let owner = docs.filter((d) => d.text.includes(q.context.slice(start, lineEnd)));
-          while (owner.length > 1 && start > 0) {
-            const prev = q.context.lastIndexOf('\n', start - 2) + 1;
-            const wider = docs.filter((d) => d.text.includes(q.context.slice(prev, lineEnd)));
-            if (wider.length === 0) break;
-            owner = wider;
-            start = prev;
-          }
-          expect(owner.length, `owner of "${entity}" at ${at}`).toBe(1);
-          titles.add(owner[0]!.title);
+          const owner = blocks.find((blk) => blk.start <= m.index && m.index < blk.end);
+          expect(owner, `occurrence of "${entity}" at ${m.index} outside every block`).toBeDefined();
+          titles.add(titleOf.get(owner!.doc)!);
         }
         expect([...titles].sort()).toEqual(answer.slice().sort());
       }
