@@ -53,5 +53,5 @@ describe.skipIf(!present)('synth on Austen novels', () => {
     } finally {
       db.close();
     }
-  });
+  }, LONG ? 900_000 : 120_000);
 });
