@@ -8,8 +8,8 @@
  *
  * FMA peak: measured, not looked up. `fmaPeak` runs independent fused multiply-add chains on full vectors of the
  * current ISA on every pool thread (nothing else in the loop) and counts 2 flops per lane per instruction; the
- * suite probes it before and after the cases and divides by the higher of the two (a shared machine only lowers
- * it). Nominal clocks are no use here: a VM may report its base clock while the cores run at boost.
+ * suite probes it before every case and after the last, and divides by the highest probe (a shared machine only
+ * lowers it). Nominal clocks are no use here: a VM may report its base clock while the cores run at boost.
  *
  * Ours and torch alternate case by case and round by round (ours, torch, ours, torch), so both see the same load
  * on a shared machine; each side's figure is the best of its per-round medians.
@@ -74,6 +74,7 @@ const suite: BenchSuite = {
     const measured: { c: GemmCase; ours: number; torch: number | null; samples: number }[] = [];
     let torchMissing = false;
     for (const c of gemmCases(ctx.quick)) {
+      peaks.push(native().fmaPeak(peakSeconds / 2));
       const a = randomTensor(c.transA ? [c.k, c.m] : [c.m, c.k]);
       const b = randomTensor(c.transB ? [c.n, c.k] : [c.k, c.n]);
       const out = Tensor.empty([c.m, c.n], { device: 'cpu' });
@@ -92,13 +93,15 @@ const suite: BenchSuite = {
         else torch = Math.min(torch ?? Infinity, t[0].medianMs);
       }
       measured.push({ c, ours, torch, samples });
+      const gflops = (ms: number) => ((2 * c.m * c.n * c.k) / (ms * 1e6)).toFixed(1);
+      ctx.log(`  ${c.label}: ${gflops(ours)} GFLOP/s${torch === null ? '' : `, torch ${gflops(torch)}`}`);
       a.dispose();
       b.dispose();
       out.dispose();
     }
     peaks.push(native().fmaPeak(peakSeconds));
     const peak = Math.max(...peaks);
-    ctx.log(`FMA peak probe after: ${peaks[1]!.toFixed(1)} GFLOP/s; dividing by ${peak.toFixed(1)}`);
+    ctx.log(`FMA peak probes: ${peaks.map((p) => p.toFixed(0)).join(', ')} GFLOP/s; dividing by the highest, ${peak.toFixed(1)}`);
     for (const { c, ours, torch, samples } of measured) {
       const gflops = (2 * c.m * c.n * c.k) / (ours * 1e6);
       const figures: Record<string, number | string> = { 'GFLOP/s': gflops };

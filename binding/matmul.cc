@@ -77,7 +77,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   if (explicit_dtype) {
     std::string name = string_arg(info, 7, op, "outDtype");
     if (!dtype_from_name(name, &c_dtype) || (c_dtype != DType::f32 && c_dtype != a->dtype()))
-      throw_type(std::string(op) + ": argument 'outDtype' must be 'f32' or '" + dtype_name(a->dtype()) + "' (the inputs' dtype), not '" + name + "'");
+      throw_type(std::string(op) + ": argument 'outDtype' must be 'f32'" + (a->dtype() == DType::f32 ? std::string() : std::string(" or '") + dtype_name(a->dtype()) + "'") +
+                 " (f32 or the inputs' dtype), not '" + name + "'");
   }
   Napi::Value result;
   if (out) {
@@ -87,7 +88,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
       throw_range(std::string(op) + ": argument 'out' has shape " + shape_string(out->shape()) + ", expected " + shape_string(c_shape));
     if (explicit_dtype ? out->dtype() != c_dtype : (out->dtype() != DType::f32 && out->dtype() != a->dtype()))
       throw_type(std::string(op) + ": argument 'out' is " + dtype_name(out->dtype()) + ", expected " +
-                 (explicit_dtype ? std::string(dtype_name(c_dtype)) : "f32 or " + std::string(dtype_name(a->dtype()))));
+                 (explicit_dtype || a->dtype() == DType::f32 ? std::string(dtype_name(c_dtype)) : "f32 or " + std::string(dtype_name(a->dtype()))));
     if (out->nbytes() > 0 && (out->data() == a->data() || out->data() == b->data()))
       throw_range(std::string(op) + ": argument 'out' must not be 'a' or 'b' (the product cannot be written over its inputs)");
     c_dtype = out->dtype();

@@ -74,8 +74,9 @@ export function matmul(a: Tensor, b: Tensor, options?: MatmulOptions): Tensor {
   const batch = a.ndim === 3 ? a.shape[0]! : b.ndim === 3 ? b.shape[0]! : undefined;
   const shape = batch === undefined ? [m, n] : [batch, m, n];
 
-  if (opts.outDtype !== undefined && opts.outDtype !== 'f32' && opts.outDtype !== a.dtype) {
-    throw new TypeError(`${op}: argument 'outDtype' must be 'f32' or '${a.dtype}' (the inputs' dtype), not ${describe(opts.outDtype)}`);
+  const resultDtypes: DType[] = a.dtype === 'f32' ? ['f32'] : ['f32', a.dtype];
+  if (opts.outDtype !== undefined && !resultDtypes.includes(opts.outDtype)) {
+    throw new TypeError(`${op}: argument 'outDtype' must be ${resultDtypes.map((d) => `'${d}'`).join(' or ')} (f32 or the inputs' dtype), not ${describe(opts.outDtype)}`);
   }
   const out = opts.out === undefined ? undefined : checkTensor(opts.out, op, 'out');
   if (out) {
@@ -83,7 +84,7 @@ export function matmul(a: Tensor, b: Tensor, options?: MatmulOptions): Tensor {
     if (out.ndim !== shape.length || out.shape.some((d, i) => d !== shape[i])) {
       throw new RangeError(`${op}: argument 'out' has shape [${out.shape.join(', ')}], expected [${shape.join(', ')}]`);
     }
-    const allowed = opts.outDtype ? [opts.outDtype] : ['f32', a.dtype];
+    const allowed = opts.outDtype ? [opts.outDtype] : resultDtypes;
     if (!allowed.includes(out.dtype)) throw new TypeError(`${op}: argument 'out' is ${out.dtype}, expected ${allowed.join(' or ')}`);
     if (out.size > 0 && (out === a || out === b)) {
       throw new RangeError(`${op}: argument 'out' must not be 'a' or 'b' (the product cannot be written over its inputs)`);
