@@ -9,3 +9,4 @@ export { info, memoryStats, setThreads, setIsa, synchronize, emptyCache, type In
 export { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, toHalfBits, fromHalfBits, contiguousStrides } from './native/half.js';
 export * as ops from './ops/index.js';
 export { TaskBalancedSampler, AepoController, Random, rewards } from './rl/index.js';
+export * as synth from './synth/index.js';

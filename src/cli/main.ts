@@ -4,6 +4,7 @@ import { Command } from 'commander';
 
 import { runBenchmarks, suiteFiles } from '../bench/runner.js';
 import { info, packageVersion } from '../native/runtime.js';
+import { registerSynthCommand } from '../synth/cli.js';
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
@@ -51,6 +52,8 @@ export function buildProgram(): Command {
       const records = await runBenchmarks({ names, quick: !!opts.quick, save: !!opts.save, resultsDir: opts.resultsDir, log });
       if (opts.json) console.log(JSON.stringify(records, null, 2));
     });
+
+  registerSynthCommand(program);
 
   return program;
 }
