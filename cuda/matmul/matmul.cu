@@ -215,18 +215,15 @@ struct FragmentOffsets {
 
   __host__ __device__ __forceinline__ void init(int lane, int warp_m, int warp_n) {
     const int mat = lane >> 3, mat_row = lane & 7;
-#pragma unroll
     for (int kk = 0; kk < 2; ++kk) {
       const int ka = kk * 16 + (mat >> 1) * 8, kb = kk * 16 + (mat & 1) * 8;  // first k of the lane's matrix
       a_kk[kk] = A_KMAJOR ? 2u * swizzled<kBK>(warp_m * kWarpM + (mat & 1) * 8 + mat_row, ka / 8) : 2u * kk * 16 * kBM;
       b_kk[kk] = B_KMAJOR ? 2u * swizzled<kBK>(warp_n * kWarpN + (mat >> 1) * 8 + mat_row, kb / 8) : 2u * kk * 16 * kBN;
     }
-#pragma unroll
     for (int mi = 0; mi < 4; ++mi) {
       const int m = warp_m * kWarpM + mi * 16 + (mat & 1) * 8;  // first m of the lane's matrix
       a_mi[mi] = A_KMAJOR ? 2u * mi * 16 * kBK : 2u * swizzled<kBM>((mat >> 1) * 8 + mat_row, m / 8);
     }
-#pragma unroll
     for (int nj = 0; nj < 2; ++nj) {
       const int n = warp_n * kWarpN + nj * 16 + (mat >> 1) * 8;
       b_nj[nj] = B_KMAJOR ? 2u * nj * 16 * kBK : 2u * swizzled<kBN>((mat & 1) * 8 + mat_row, n / 8);
@@ -339,9 +336,7 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const Args p) {
         for (int ni = 0; ni < 4; ++ni) ptx::mma_16816<BF16>(acc[mi][ni], a_frag[mi], b_frag[ni]);
     }
   }
-  // Only empty groups can be pending here; the barrier keeps the next batch's prologue off stages still in use.
-  ptx::cp_async_wait<0>();
-  __syncthreads();
+  // Only empty commit groups can still be pending here, and the epilogue reads registers only.
 
   // 4. Epilogue.
   void* const c = static_cast<char*>(p.c) + z * p.stride_c * (p.c_kind == kCf32 ? 4 : 2);
@@ -400,9 +395,9 @@ __global__ void __launch_bounds__(kThreads) matmul_f32_kernel(const Args p) {
     constexpr int kApartA = A_KMAJOR ? kRowsApartK : kRowsApartMN, kApartB = B_KMAJOR ? kRowsApartK : kRowsApartMN;
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
-      const bool in_a = cur_a.col_left > 0 && cur_a.row_left > static_cast<int64_t>(i) * kApartA;
+      const bool in_a = cur_a.col_left > 0 && cur_a.row_left > i * kApartA;
       reg_a[i] = in_a ? cur_a.ptr[i * cur_a.row_stride] : 0.f;
-      const bool in_b = cur_b.col_left > 0 && cur_b.row_left > static_cast<int64_t>(i) * kApartB;
+      const bool in_b = cur_b.col_left > 0 && cur_b.row_left > i * kApartB;
       reg_b[i] = in_b ? cur_b.ptr[i * cur_b.row_stride] : 0.f;
     }
     cur_a.advance(A_KMAJOR, kFK, p.lda);
