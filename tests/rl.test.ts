@@ -199,3 +199,32 @@ describe('rewards', () => {
     await expect(withJudge(0, async () => NaN, input)).rejects.toThrow(/number/);
   });
 });
+
+describe('computePolicyLoss', () => {
+  it('composes task advantages, AEPO and the fused loss exactly as the ops do by hand', async () => {
+    const { computePolicyLoss } = await import('../src/index.js');
+    const H = 8, V = 23, r = (s: number) => Float32Array.from({ length: s }, (_, i) => Math.sin(i * 1.3 + s));
+    const rollouts = [
+      { groupId: 'p1', taskId: 'qa', reward: 1, tokens: [1, 2, 3], tokenEntropy: [0.5, 0.4, 0.3] },
+      { groupId: 'p1', taskId: 'qa', reward: 0, tokens: [4, 5], tokenEntropy: [0.9, 0.7] },
+      { groupId: 'p2', taskId: 'mc', reward: 1, tokens: [6], tokenEntropy: [0.2] },
+      { groupId: 'p2', taskId: 'mc', reward: 0, tokens: [7, 8, 9, 10], tokenEntropy: [0.1, 0.1, 0.1, 0.1] },
+    ];
+    const hidden = Tensor.from(r(10 * H), [10, H], { device: 'cpu' }), weight = Tensor.from(r(V * H), [V, H], { device: 'cpu' });
+    const aepo = new AepoController({ entropyLow: 0.1, entropyHigh: 0.3 });
+    const res = await computePolicyLoss({ rollouts, hidden, weight, aggregation: 'group-token-mean', aepo });
+    // Eq. 11: sequence means 0.4, 0.8, 0.2, 0.1 -> 0.375 > 0.3: AEPO drops the negative sequences
+    expect(res.batchEntropy).toBeCloseTo(0.375, 6);
+    expect(res.dropNegative).toBe('zero');
+    const adv = ops.groupAdvantages([1, 0, 1, 0], ['p1', 'p1', 'p2', 'p2'], ['qa', 'qa', 'mc', 'mc']);
+    expect(Array.from(res.advantages)).toEqual(Array.from(adv));
+    const byHand = ops.policyLoss({
+      hidden, weight, targets: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], advantages: ops.broadcastAdvantages(adv, [0, 3, 5, 6, 10]),
+      cuSeqlens: [0, 3, 5, 6, 10], groupIds: ['p1', 'p1', 'p2', 'p2'], aggregation: 'group-token-mean', dropNegative: 'zero',
+    });
+    expect(await res.loss.item()).toBe(await byHand.loss.item());
+    expect(Array.from(await res.dWeight!.toArray())).toEqual(Array.from(await byHand.dWeight!.toArray()));
+    await expect(computePolicyLoss({ rollouts: [], hidden, weight })).rejects.toThrow(/no rollouts/);
+    await expect(computePolicyLoss({ rollouts: rollouts.slice(0, 1), hidden, weight })).rejects.toThrow(/'hidden' has 10 rows but the rollouts have 3 tokens/);
+  });
+});

@@ -3,3 +3,4 @@ export { TaskBalancedSampler, type SampledItem, type TaskBalancedSamplerOptions,
 export { AepoController, type AepoOptions, type AepoSwitch } from './aepo.js';
 export { Random } from './random.js';
 export * as rewards from './rewards.js';
+export { computePolicyLoss, type ScoredRollout, type PolicyLossBatch, type PolicyLossResult } from './loss.js';
