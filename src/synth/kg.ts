@@ -1,8 +1,26 @@
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+
+import type Database from 'better-sqlite3';
 import type { SourceDocument } from './documents.js';
 import type { EntityRef, Extraction } from './types.js';
 import { relationCluster } from './extract.js';
 import { normalize } from './text.js';
+import { SynthError } from './errors.js';
+
+// better-sqlite3 is an optional dependency (it compiles from source where no prebuilt binary matches): load it
+// when a graph is opened, and say what to do when it is missing.
+function openDatabase(file: string): Database.Database {
+  let Sqlite: typeof Database;
+  try {
+    Sqlite = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+  } catch (err) {
+    throw new SynthError(
+      `synthesis needs the optional dependency better-sqlite3, which is not installed or did not build (${(err as Error).message.split('\n')[0]}). ` +
+        'Install a C++ toolchain and python3, then run `npm install better-sqlite3@12`.',
+    );
+  }
+  return new Sqlite(file);
+}
 
 /**
  * The knowledge graph, in SQLite. Entities are merged across documents by normalized name (a person's bare
@@ -16,7 +34,7 @@ export class KnowledgeGraph {
   readonly db: Database.Database;
 
   constructor(file: string) {
-    this.db = new Database(file);
+    this.db = openDatabase(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(SCHEMA);
