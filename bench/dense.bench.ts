@@ -139,7 +139,7 @@ const suite: BenchSuite = {
       [`add ${n}`, 3 * n * f, () => ops.add(x, dy, { out: y })],
     ];
     for (const [label, bytes, fn] of layers) {
-      const src = Tensor.empty([Math.ceil(bytes / 8)], { device: "cpu" }), dst = Tensor.empty([Math.ceil(bytes / 8)], { device: "cpu" });
+      const src = Tensor.zeros([Math.ceil(bytes / 8)], { device: 'cpu' }), dst = Tensor.zeros([Math.ceil(bytes / 8)], { device: 'cpu' }); // touched pages: an untouched source reads one shared zero page
       const copy = await ctx.time(() => native().memcpy(dst.handle, src.handle));
       src.dispose();
       dst.dispose();

@@ -98,7 +98,8 @@ function formatFigures(figures: Record<string, number | string>): string {
 
 export async function runBenchmarks(opts: RunOptions): Promise<BenchRecord[]> {
   const available = suiteFiles();
-  const names = opts.names.length ? opts.names : [...available.keys()].sort();
+  // Suites are named after their files (policy_loss); the dashed spelling (policy-loss) works too.
+  const names = opts.names.length ? opts.names.map((n) => n.replace(/-/g, '_')) : [...available.keys()].sort();
   for (const name of names) {
     if (!available.has(name)) throw new RangeError(`bench: no suite named '${name}' (have: ${[...available.keys()].sort().join(', ') || 'none'})`);
   }
