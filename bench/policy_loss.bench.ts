@@ -20,7 +20,7 @@ const weight = Tensor.from(rand(V * H, 2), [V, H], { device: 'cpu' });
 const dHiddenOut = Tensor.zeros([T, H], { device: 'cpu' }), dWeightOut = Tensor.zeros([V, H], { device: 'cpu' });
 const targets = Int32Array.from({ length: T }, (_, i) => (i * 7919) % V);
 const advantages = rand(T, 3);
-const run = () => ops.policyLoss({ hidden, weight, targets, advantages, cuSeqlens: [0, T], dHiddenOut, dWeightOut, workspaceBytes: 64 << 20 });
+const run = () => ops.policyLoss({ hidden, weight, targets, advantages, cuSeqlens: [0, T], dHiddenOut, dWeightOut, workspaceBytes: 128 << 20 });
 const rssBefore = process.memoryUsage().rss;
 const first = run();
 const extra = process.resourceUsage().maxRSS * 1024 - rssBefore;

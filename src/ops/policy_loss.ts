@@ -45,7 +45,7 @@ export interface PolicyLossInput {
   normalizers?: PolicyLossNormalizers;
   /** AEPO: 'zero' keeps negative sequences' tokens in the normalizer but drops their gradient; 'remove' drops both. */
   dropNegative?: false | 'zero' | 'remove';
-  /** Bytes for the f32 logits chunk. Default 64 MiB. */
+  /** Bytes for the f32 logits chunk. Default 128 MiB. */
   workspaceBytes?: number;
   /** Compute dHidden and dWeight (default true). */
   grads?: boolean;
@@ -183,7 +183,7 @@ export function policyLoss(input: PolicyLossInput): PolicyLossOutput {
   const clipLow = checkFinite(op, 'clipLow', opts.clipLow ?? 0.2);
   const clipHigh = checkFinite(op, 'clipHigh', opts.clipHigh ?? 0.28);
   const dualClip = opts.dualClip === undefined ? 0 : checkFinite(op, 'dualClip', opts.dualClip);
-  const workspace = checkFinite(op, 'workspaceBytes', opts.workspaceBytes ?? 64 * 2 ** 20);
+  const workspace = checkFinite(op, 'workspaceBytes', opts.workspaceBytes ?? 128 * 2 ** 20);
   const grads = opts.grads ?? true;
   const dHiddenOut = grads ? checkOut(op, 'dHiddenOut', opts.dHiddenOut, [T, H], 'f32', device) : undefined;
   const dWeightOut = grads ? checkOut(op, 'dWeightOut', opts.dWeightOut, [V, H], 'f32', device) : undefined;
