@@ -2,7 +2,8 @@
 """Times ops in PyTorch for qwenlong's benchmarks, on the same sizes and thread count.
 
 Reads {"cases": [{"op": ..., ...}], "threads": N, "quick": bool} on stdin and prints
-{"results": [{"medianMs", "samples", "version"} | null, ...]}; exits 1 when torch cannot be imported.
+{"results": [{"medianMs", "samples", "cpuMs", "version"} | null, ...]}; cpuMs is the process CPU time per
+iteration (all threads), a figure that holds up better than wall time on a machine shared with other work; exits 1 when torch cannot be imported.
 """
 import json
 import statistics
@@ -24,11 +25,13 @@ def timed(fn, quick, min_time=0.5, min_samples=10, warmup=3):
         fn()
     times = []
     start = time.perf_counter()
+    cpu0 = time.process_time()
     while len(times) < min_samples or time.perf_counter() - start < min_time:
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), len(times)
+    cpu_ms = (time.process_time() - cpu0) * 1e3 / len(times)
+    return statistics.median(times), len(times), cpu_ms
 
 
 def case_add(c, quick):
@@ -94,11 +97,11 @@ def main():
             results.append(None)
             continue
         try:
-            median, samples = fn(c, bool(spec.get("quick")))
+            median, samples, cpu_ms = fn(c, bool(spec.get("quick")))
         except RuntimeError:  # out of memory on a large case: report ours alone
             results.append(None)
             continue
-        results.append({"medianMs": median, "samples": samples, "version": torch.__version__})
+        results.append({"medianMs": median, "samples": samples, "cpuMs": cpu_ms, "version": torch.__version__})
     json.dump({"results": results}, sys.stdout)
 
 
