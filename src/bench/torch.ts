@@ -15,6 +15,8 @@ export interface TorchCase {
 
 export interface TorchResult {
   medianMs: number;
+  /** Process CPU time per iteration over all threads, milliseconds. */
+  cpuMs?: number;
   samples: number;
   version: string;
   /** Peak extra memory of the case, where the case measures it. */
