@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { loadAddon, native, packageRoot } from './addon.js';
+import { type NativeCudaStatus, loadAddon, native, packageRoot } from './addon.js';
 import { type Device, defaultDevice, parseDevice } from './device.js';
 import { leakedTensorCount } from './tensor.js';
 
@@ -10,15 +10,7 @@ export interface Info {
   version: string;
   device: Device;
   deviceReason: string;
-  cuda: {
-    compiled: boolean;
-    archs: string;
-    available: boolean;
-    reason: string;
-    runtimeVersion: number;
-    driverVersion: number;
-    devices: { name: string; memoryBytes: number; smCount: number; computeCapability: string }[];
-  };
+  cuda: NativeCudaStatus;
   cpu: { isa: string; supportedIsas: string[]; threads: number };
   /** The binary in use. */
   addon: string;
