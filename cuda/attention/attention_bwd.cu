@@ -601,20 +601,12 @@ void launch_simt(const Args& a, const AttentionParams& p) {
 
 template <typename T>
 void launch_generic(const Args& a, const AttentionParams& p) {
-  if (p.head_dim <= 32) launch_simt<T, 1>(a, p);
-  else if (p.head_dim <= 64) launch_simt<T, 2>(a, p);
-  else if (p.head_dim <= 128) launch_simt<T, 4>(a, p);
-  else launch_simt<T, 8>(a, p);
+  attn::with_simt_width(p.head_dim, [&](auto w) { launch_simt<T, decltype(w)::value>(a, p); });
 }
 
 template <typename T>
 void launch_fast(const Args& a, const AttentionParams& p) {
-  switch (attn::padded_dim(p.head_dim)) {
-    case 16: launch_mma<T, 16>(a, p); break;
-    case 32: launch_mma<T, 32>(a, p); break;
-    case 64: launch_mma<T, 64>(a, p); break;
-    default: launch_mma<T, 128>(a, p); break;
-  }
+  attn::with_padded_dim(p.head_dim, [&](auto d) { launch_mma<T, decltype(d)::value>(a, p); });
 }
 
 bool uses_tensor_cores(const AttentionParams& p) {

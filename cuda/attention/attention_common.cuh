@@ -1,6 +1,7 @@
 // Pieces shared by the attention forward and backward kernels: the kernel argument block, sequence bounds,
 // the causal key limit, and the tensor-core primitives (cp.async, ldmatrix, mma.sync m16n8k16).
 #pragma once
+#include <type_traits>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -195,6 +196,27 @@ __device__ __forceinline__ void store_tile(T* gmem, int64_t row_stride, const T*
 
 // The padded head dim a tensor-core kernel runs with: the smallest of 16, 32, 64, 128 that holds d.
 inline int padded_dim(int64_t d) { return d <= 16 ? 16 : d <= 32 ? 32 : d <= 64 ? 64 : 128; }
+
+// Calls launch(std::integral_constant<int, D>{}) with the tensor-core kernel's padded head dim D (16..128).
+template <typename Launch>
+void with_padded_dim(int64_t head_dim, Launch&& launch) {
+  switch (padded_dim(head_dim)) {
+    case 16: launch(std::integral_constant<int, 16>{}); break;
+    case 32: launch(std::integral_constant<int, 32>{}); break;
+    case 64: launch(std::integral_constant<int, 64>{}); break;
+    default: launch(std::integral_constant<int, 128>{}); break;
+  }
+}
+
+// Calls launch(std::integral_constant<int, W>{}) with the generic kernel's head-dim elements per lane W
+// (1 up to D = 32, 2 up to 64, 4 up to 128, 8 up to 256).
+template <typename Launch>
+void with_simt_width(int64_t head_dim, Launch&& launch) {
+  if (head_dim <= 32) launch(std::integral_constant<int, 1>{});
+  else if (head_dim <= 64) launch(std::integral_constant<int, 2>{});
+  else if (head_dim <= 128) launch(std::integral_constant<int, 4>{});
+  else launch(std::integral_constant<int, 8>{});
+}
 
 // Raises a kernel's dynamic shared-memory limit when it needs more than the default 48 KB.
 template <typename Kernel>
