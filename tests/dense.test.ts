@@ -298,7 +298,7 @@ describe('ops.embedding', () => {
     const ids = Tensor.from([1, 2], [2], { dtype: 'i32', device: 'cpu' });
     expect(() => ops.embedding(ids, cpu([1, 2, 3, 4], [2, 2]), { out })).toThrow(/ops.embedding: ids\[1\] = 2 is outside \[0, 2\)/);
     expect(Array.from(await read(out))).toEqual([5, 5, 5, 5]);
-    expect(() => ops.embedding(Tensor.from([-1], [1], { dtype: 'i32' }), cpu([1, 2], [1, 2]))).toThrow(RangeError);
+    expect(() => ops.embedding(Tensor.from([-1], [1], { dtype: 'i32', device: 'cpu' }), cpu([1, 2], [1, 2]))).toThrow(RangeError);
     expect(() => ops.embedding(cpu([0], [1]), cpu([1, 2], [1, 2]))).toThrow(/argument 'ids' is f32, expected i32/);
     expect(() => ops.embeddingBackward(cpu([1, 2], [1, 2]), ids, 0)).toThrow(/vocab/);
   });
@@ -340,7 +340,7 @@ describe('ops.adamw', () => {
       results.push(p.handle.read(new Float32Array(n)));
     });
     for (const r of results.slice(1)) expect(firstBitDifference(r, results[0]!)).toBe(-1);
-    const p = cpu([1, 2], [2]), m = Tensor.zeros([2]), v = Tensor.zeros([2]);
+    const p = cpu([1, 2], [2]), m = Tensor.zeros([2], { device: 'cpu' }), v = Tensor.zeros([2], { device: 'cpu' });
     expect(() => ops.adamw(p, cpu([1], [1]), m, v, { lr: 0.1, step: 1 })).toThrow(/ops.adamw: argument 'grads' has 1 elements, expected 2/);
     expect(() => ops.adamw(p, p, m, m, { lr: 0.1, step: 1 })).toThrow(/different tensors/);
     expect(() => ops.adamw(p, p, m, v, { lr: 0.1, step: 0 })).toThrow(/step/);

@@ -190,12 +190,12 @@ describe('ops.matmul (f32)', () => {
   });
 
   it('empty products: M, N or batch 0 give empty results; K = 0 gives beta·C', async () => {
-    expect(ops.matmul(Tensor.zeros([0, 5]), Tensor.zeros([5, 3])).shape).toEqual([0, 3]);
-    expect(ops.matmul(Tensor.zeros([4, 5]), Tensor.zeros([5, 0])).shape).toEqual([4, 0]);
-    expect(ops.matmul(Tensor.zeros([0, 4, 5]), Tensor.zeros([5, 3])).shape).toEqual([0, 4, 3]);
-    const a = Tensor.zeros([3, 0]), b = Tensor.zeros([0, 2]);
+    expect(ops.matmul(Tensor.zeros([0, 5], { device: 'cpu' }), Tensor.zeros([5, 3], { device: 'cpu' })).shape).toEqual([0, 3]);
+    expect(ops.matmul(Tensor.zeros([4, 5], { device: 'cpu' }), Tensor.zeros([5, 0], { device: 'cpu' })).shape).toEqual([4, 0]);
+    expect(ops.matmul(Tensor.zeros([0, 4, 5], { device: 'cpu' }), Tensor.zeros([5, 3], { device: 'cpu' })).shape).toEqual([0, 4, 3]);
+    const a = Tensor.zeros([3, 0], { device: 'cpu' }), b = Tensor.zeros([0, 2], { device: 'cpu' });
     expect(Array.from(await ops.matmul(a, b).toArray())).toEqual([0, 0, 0, 0, 0, 0]);
-    const out = Tensor.from([1, 2, 3, 4, 5, 6], [3, 2]);
+    const out = Tensor.from([1, 2, 3, 4, 5, 6], [3, 2], { device: 'cpu' });
     ops.matmul(a, b, { out, beta: 2 });
     expect(Array.from(await out.toArray())).toEqual([2, 4, 6, 8, 10, 12]);
     const nan = poisoned([3, 2], 'f32');
@@ -326,34 +326,34 @@ describe('ops.matmul bad input', () => {
   it('names the op and the argument', () => {
     expect(() => ops.matmul({} as Tensor, b)).toThrow(/ops.matmul: argument 'a' must be a Tensor/);
     expect(() => ops.matmul(a, null as unknown as Tensor)).toThrow(/ops.matmul: argument 'b' must be a Tensor/);
-    expect(() => ops.matmul(Tensor.from([1, 2], [2], { dtype: 'i32' }), b)).toThrow(/argument 'a' is i32/);
-    expect(() => ops.matmul(a, Tensor.from(randomArray(12, 2), [3, 4], { dtype: 'bf16' }))).toThrow(/argument 'b' is bf16, expected f32/);
-    expect(() => ops.matmul(Tensor.from([1, 2, 3], [3]), b)).toThrow(/argument 'a' has shape \[3\]; expected 2 dimensions/);
-    expect(() => ops.matmul(a, Tensor.zeros([1, 1, 3, 4]))).toThrow(/argument 'b' has shape \[1, 1, 3, 4\]/);
-    expect(() => ops.matmul(a, Tensor.zeros([4, 3]))).toThrow(/argument 'b' has shape \[4, 3\], whose K = 4 does not match K = 3/);
+    expect(() => ops.matmul(Tensor.from([1, 2], [2], { dtype: 'i32', device: 'cpu' }), b)).toThrow(/argument 'a' is i32/);
+    expect(() => ops.matmul(a, Tensor.from(randomArray(12, 2), [3, 4], { dtype: 'bf16', device: 'cpu' }))).toThrow(/argument 'b' is bf16, expected f32/);
+    expect(() => ops.matmul(Tensor.from([1, 2, 3], [3], { device: 'cpu' }), b)).toThrow(/argument 'a' has shape \[3\]; expected 2 dimensions/);
+    expect(() => ops.matmul(a, Tensor.zeros([1, 1, 3, 4], { device: 'cpu' }))).toThrow(/argument 'b' has shape \[1, 1, 3, 4\]/);
+    expect(() => ops.matmul(a, Tensor.zeros([4, 3], { device: 'cpu' }))).toThrow(/argument 'b' has shape \[4, 3\], whose K = 4 does not match K = 3/);
     expect(() => ops.matmul(a, b, { transA: true })).toThrow(RangeError);
-    expect(() => ops.matmul(Tensor.zeros([2, 2, 3]), Tensor.zeros([3, 3, 4]))).toThrow(/argument 'b' has batch 3, expected 2/);
+    expect(() => ops.matmul(Tensor.zeros([2, 2, 3], { device: 'cpu' }), Tensor.zeros([3, 3, 4], { device: 'cpu' }))).toThrow(/argument 'b' has batch 3, expected 2/);
     expect(() => ops.matmul(a, b, { transA: 1 as unknown as boolean })).toThrow(/argument 'transA' must be a boolean/);
     expect(() => ops.matmul(a, b, { alpha: NaN })).toThrow(/argument 'alpha' must be a finite number/);
-    expect(() => ops.matmul(a, b, { beta: Infinity, out: Tensor.zeros([2, 4]) })).toThrow(/argument 'beta' must be a finite number/);
+    expect(() => ops.matmul(a, b, { beta: Infinity, out: Tensor.zeros([2, 4], { device: 'cpu' }) })).toThrow(/argument 'beta' must be a finite number/);
     expect(() => ops.matmul(a, b, { beta: 1 })).toThrow(/argument 'beta' is 1 but there is no 'out'/);
-    expect(() => ops.matmul(a, b, { out: Tensor.zeros([4, 2]) })).toThrow(/argument 'out' has shape \[4, 2\], expected \[2, 4\]/);
-    expect(() => ops.matmul(a, b, { out: Tensor.zeros([2, 4], { dtype: 'f16' }) })).toThrow(/argument 'out' is f16, expected f32/);
+    expect(() => ops.matmul(a, b, { out: Tensor.zeros([4, 2], { device: 'cpu' }) })).toThrow(/argument 'out' has shape \[4, 2\], expected \[2, 4\]/);
+    expect(() => ops.matmul(a, b, { out: Tensor.zeros([2, 4], { dtype: 'f16', device: 'cpu' }) })).toThrow(/argument 'out' is f16, expected f32/);
     expect(() => ops.matmul(a, b, { outDtype: 'bf16' })).toThrow(/argument 'outDtype' must be 'f32' \(f32 or the inputs' dtype\), not 'bf16'/);
-    expect(() => ops.matmul(a, b, { outDtype: 'f32', out: Tensor.zeros([2, 4], { dtype: 'i32' }) })).toThrow(/argument 'out' is i32/);
-    const halves = Tensor.from(randomArray(12, 2), [3, 4], { dtype: 'f16' });
-    expect(() => ops.matmul(Tensor.from(randomArray(6, 1), [2, 3], { dtype: 'f16' }), halves, { outDtype: 'bf16' })).toThrow(/must be 'f32' or 'f16'/);
-    const square = Tensor.from(randomArray(9, 3), [3, 3]);
+    expect(() => ops.matmul(a, b, { outDtype: 'f32', out: Tensor.zeros([2, 4], { dtype: 'i32', device: 'cpu' }) })).toThrow(/argument 'out' is i32/);
+    const halves = Tensor.from(randomArray(12, 2), [3, 4], { dtype: 'f16', device: 'cpu' });
+    expect(() => ops.matmul(Tensor.from(randomArray(6, 1), [2, 3], { dtype: 'f16', device: 'cpu' }), halves, { outDtype: 'bf16' })).toThrow(/must be 'f32' or 'f16'/);
+    const square = Tensor.from(randomArray(9, 3), [3, 3], { device: 'cpu' });
     expect(() => ops.matmul(square, square, { out: square })).toThrow(/argument 'out' must not be 'a' or 'b'/);
     expect(() => ops.matmul(a, b, 'fast' as never)).toThrow(/ops.matmul: options must be an object/);
-    const gone = Tensor.from([1, 2, 3, 4], [2, 2]);
+    const gone = Tensor.from([1, 2, 3, 4], [2, 2], { device: 'cpu' });
     gone.dispose();
     expect(() => ops.matmul(gone, gone)).toThrow(/argument 'a' has been disposed/);
   });
 
   it('the native entry point checks on its own too', () => {
     const x = native();
-    const vector = Tensor.from([1], [1]);
+    const vector = Tensor.from([1], [1], { device: 'cpu' });
     expect(() => x.matmul(vector.handle, b.handle, null, false, false, 1, 0, null)).toThrow(/ops.matmul: argument 'a' has shape \[1\]/);
     expect(() => x.matmul(a.handle, b.handle, null, 'no' as never, false, 1, 0, null)).toThrow(/argument 'transA' must be a boolean/);
     expect(() => x.matmul(a.handle, b.handle, null, false, false, 1, 3, null)).toThrow(/argument 'beta'/);
@@ -361,14 +361,14 @@ describe('ops.matmul bad input', () => {
     expect(() => x.matmul(a.handle, b.handle, null, false, false, 1, 0, 'u8')).toThrow(/argument 'outDtype'/);
     expect(() => x.matmul(a.handle, a.handle, null, false, false, 1, 0, null)).toThrow(/K = 2 does not match K = 3/);
     expect(() => x.matmul(a.handle, b.handle, a.handle, false, false, 1, 0, null)).toThrow(/argument 'out' has shape \[2, 3\], expected \[2, 4\]/);
-    const huge = () => x.matmul(Tensor.zeros([2 ** 30, 0]).handle, Tensor.zeros([0, 2 ** 30]).handle, null, false, false, 1, 0, null);
+    const huge = () => x.matmul(Tensor.zeros([2 ** 30, 0], { device: 'cpu' }).handle, Tensor.zeros([0, 2 ** 30], { device: 'cpu' }).handle, null, false, false, 1, 0, null);
     expect(huge).toThrow(/more than 2\^40 elements/);
   });
 
   it('leaves out untouched when it refuses', async () => {
-    const out = Tensor.from([9, 9, 9, 9, 9, 9, 9, 9], [2, 4]);
+    const out = Tensor.from([9, 9, 9, 9, 9, 9, 9, 9], [2, 4], { device: 'cpu' });
     expect(() => ops.matmul(a, b, { out, alpha: NaN })).toThrow();
-    expect(() => ops.matmul(a, Tensor.zeros([4, 4]), { out })).toThrow();
+    expect(() => ops.matmul(a, Tensor.zeros([4, 4], { device: 'cpu' }), { out })).toThrow();
     expect(() => ops.matmul(a, b, { out, transB: true })).toThrow();
     expect(Array.from(await out.toArray())).toEqual([9, 9, 9, 9, 9, 9, 9, 9]);
   });

@@ -80,7 +80,8 @@ struct Device_buf {
   size_t bytes = 0;
   explicit Device_buf(size_t n) : bytes(n) { CK(cudaMalloc(&p, std::max<size_t>(n, 16))); }
   ~Device_buf() { cudaFree(p); }
-  void upload(const void* src) { if (bytes) CK(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice)); }
+  // cudaMemcpy from pageable memory can return before the data lands, and the kernels run on a non-blocking stream.
+  void upload(const void* src) { if (bytes) { CK(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice)); CK(cudaDeviceSynchronize()); } }
   void poison() { CK(cudaMemset(p, 0xff, std::max<size_t>(bytes, 16))); }  // NaN in f32, f16 and bf16
   std::vector<unsigned char> download() const {
     std::vector<unsigned char> h(bytes);
@@ -348,6 +349,7 @@ void timing() {
       std::vector<int> cu(B + 1);
       for (int b = 0; b <= B; ++b) cu[b] = b * T;
       CK(cudaMemcpy(dcu.p, cu.data(), cu.size() * 4, cudaMemcpyHostToDevice));
+      CK(cudaDeviceSynchronize());
       AttentionParams p;
       p.q = dq_in.p; p.k = dk_in.p; p.v = dv_in.p; p.out = dout_buf.p; p.lse = static_cast<float*>(dlse.p);
       p.dout = ddout.p; p.out_in = dout_buf.p; p.lse_in = static_cast<const float*>(dlse.p);

@@ -157,6 +157,9 @@ Result run_case(const Case& cs, std::mt19937_64& rng) {
   CHECK_CUDA(cudaMemcpy(da.ptr, ha.data(), ha.size(), cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(db.ptr, hb.data(), hb.size(), cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(dc.ptr, hc.data(), hc.size(), cudaMemcpyHostToDevice));
+  // A pageable upload may still be in flight when cudaMemcpy returns, and the kernels run on a non-blocking stream
+  // that does not wait for the legacy one: finish the uploads first.
+  CHECK_CUDA(cudaDeviceSynchronize());
 
   MatmulParams p;
   p.a = static_cast<const uint8_t*>(da.ptr) + A.offset * ab_size;
@@ -196,6 +199,7 @@ Result run_case(const Case& cs, std::mt19937_64& rng) {
   double max_ref = 0, err_gpu = 0, err_naive = 0, sq_diff = 0, sq_ref = 0;
   bool bad = false;
   int64_t sentinel_broken = 0, nonfinite = 0;
+  std::string first_nonfinite;
   std::vector<double> arow(cs.k);
   for (int64_t z = 0; z < batch; ++z) {
     const int64_t a0 = A.offset + (A.stride == 0 ? 0 : z * A.stride);
@@ -218,6 +222,7 @@ Result run_case(const Case& cs, std::mt19937_64& rng) {
         naive_y = round_to(cs.c, naive_y);
         const double out = get(hc, cs.c, ci);
         if (!std::isfinite(out)) {
+          if (nonfinite == 0) first_nonfinite = "first at (z " + std::to_string(z) + ", row " + std::to_string(i) + ", col " + std::to_string(j) + ")";
           ++nonfinite;
           bad = true;
           continue;
@@ -240,7 +245,7 @@ Result run_case(const Case& cs, std::mt19937_64& rng) {
   res.floor = 1e-6 * max_ref + 1e-30;
   res.rel = sq_ref > 0 ? std::sqrt(sq_diff / sq_ref) : std::sqrt(sq_diff);
   res.pass = !bad && sentinel_broken == 0 && err_gpu <= 2 * err_naive + res.floor;
-  if (nonfinite) res.note += " non-finite outputs: " + std::to_string(nonfinite);
+  if (nonfinite) res.note += " non-finite outputs: " + std::to_string(nonfinite) + ", " + first_nonfinite;
   if (sentinel_broken) res.note += " writes outside C: " + std::to_string(sentinel_broken);
   return res;
 }

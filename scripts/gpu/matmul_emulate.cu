@@ -149,7 +149,7 @@ void emulate(const Args& p, int64_t batch, const std::vector<uint16_t>& A, const
 int main() {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> uni(-1, 1);
-  struct S { int64_t m, n, k; } shapes[] = {{1,1,1},{7,13,5},{63,65,129},{129,130,33},{200,129,64},{1,300,7},{257,3,95},{128,128,32},{130,260,100}};
+  struct S { int64_t m, n, k; } shapes[] = {{1,1,1},{7,13,5},{63,65,129},{129,130,33},{200,129,64},{1,300,7},{257,3,95},{128,128,32},{130,260,100},{129,1000,1}};
   int ncase = 0;
   for (auto s : shapes) for (int layout = 0; layout < 4; ++layout) for (int ldm = 0; ldm < 2; ++ldm) {
     bool ta = layout & 2, tb = layout & 1;

@@ -193,6 +193,13 @@ export function policyLoss(input: PolicyLossInput): PolicyLossOutput {
     if (own) owned.push(t);
     return t;
   };
+  if (!Tensor.isTensor(opts.targets)) {
+    // Host targets are checked here, so every device names the first bad position (a device check can only say
+    // that one is out of range).
+    const host = hostNumbers('targets', opts.targets, T);
+    const bad = host.findIndex((v) => !(v >= 0 && v < V));
+    if (bad >= 0) throw new RangeError(`${op}: targets[${bad}] = ${host[bad]} is outside [0, ${V})`);
+  }
   try {
     const targets = dev('targets', opts.targets, 'i32');
     const coefT = dev('coef', coef, 'f32');

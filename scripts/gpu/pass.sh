@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# One GPU pass on a machine with nvcc and a CUDA driver: build the addon with CUDA for the local card, run every test
+# suite with QWENLONG_DEVICE=cuda (each suite's CUDA-vs-CPU-twin blocks run), then the standalone kernel checks.
+# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing (default: build test checks)
+# Node must be on PATH. Logs go to LOGDIR (default ./gpu-logs).
+set -uo pipefail
+LOG=${1:-gpu-logs}; shift || true
+STEPS=${*:-build test checks}
+mkdir -p "$LOG"
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d . )
+case "$cc" in 90) arch=90a ;; "") arch=90a ;; *) arch=$cc ;; esac
+export QWENLONG_CUDA=on QWENLONG_CUDA_ARCHS="${arch}-real"
+status=0
+step() { echo "=== $1 ($(date +%T))"; }
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+# Threads' stacks of every vitest process (gdb when present, else each thread's kernel wait channel).
+dump_stacks() {
+  for p in $(pgrep -f vitest); do
+    echo "--- pid $p: $(tr '\0' ' ' < /proc/$p/cmdline | cut -c1-150)"
+    if command -v gdb > /dev/null; then gdb -p "$p" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep -E "^#|^Thread" | head -80
+    else for t in /proc/$p/task/*; do echo "$t $(cat $t/wchan 2>/dev/null) $(cat $t/comm)"; done; fi
+  done
+}
+
+if has build; then
+  step build
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$LOG/gpu.txt"
+  { time node scripts/install.mjs --build-from-source; } > "$LOG/build.log" 2>&1 || { tail -40 "$LOG/build.log"; exit 1; }
+  tail -3 "$LOG/build.log"
+  npx tsc -p tsconfig.json && node scripts/chmod-bin.mjs || exit 1
+  node dist/src/cli/main.js info
+fi
+if has test; then
+  step "npm run test:gpu"
+  ( sleep $((${TEST_LIMIT:-400} - 20)); dump_stacks > "$LOG/hung-stacks.txt" 2>&1 ) &
+  watcher=$!
+  timeout -k 5 "${TEST_LIMIT:-400}" npm run test:gpu > "$LOG/test-gpu.log" 2>&1 || status=1
+  kill "$watcher" 2> /dev/null
+  sed 's/\x1b\[[0-9;]*m//g' "$LOG/test-gpu.log" | grep -E "^ (✓|❯|↓) |×|Test Files|Tests |Duration" | tail -40
+fi
+if has suites; then
+  # Each test file in its own process, all at once, each under a time limit; a file still running near its limit
+  # gets its threads' stacks dumped (gdb when present) before it is killed.
+  step "suites one by one"
+  limit=${SUITE_LIMIT:-150}
+  pids=()
+  for f in ${SUITES:-$(ls tests/*.test.ts tests/synth/*.test.ts)}; do
+    name=$(basename "$f" .test.ts)
+    ( QWENLONG_DEVICE=cuda timeout -k 5 "$limit" npx vitest run "$f" > "$LOG/suite-$name.log" 2>&1; echo "rc=$?" >> "$LOG/suite-$name.log" ) &
+    pids+=($!)
+  done
+  ( sleep $((limit - 15)); dump_stacks > "$LOG/hung-stacks.txt" 2>&1 ) &
+  watcher=$!
+  for p in "${pids[@]}"; do wait "$p"; done
+  kill "$watcher" 2> /dev/null
+  for f in "$LOG"/suite-*.log; do
+    printf '%-28s %s  %s\n' "$(basename "$f" .log)" "$(tail -1 "$f")" "$(sed 's/\x1b\[[0-9;]*m//g' "$f" | grep -E '^ +Tests ' | head -1)"
+    grep -q "rc=0" "$f" || { status=1; sed 's/\x1b\[[0-9;]*m//g' "$f" | grep -E -A12 "FAIL|AssertionError|Error:" | head -30; }
+  done
+fi
+if has checks; then
+  step "standalone checks"
+  gen=$(dirname "$(find build -name qwenlong_cuda_archs.h | head -1)")
+  g="-gencode=arch=compute_${arch},code=sm_${arch}"
+  nvcc -std=c++17 -O3 $g -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_check.cu cuda/matmul/matmul.cu \
+    cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check > "$LOG/matmul_check.log" 2>&1 || status=1
+  tail -25 "$LOG/matmul_check.log"
+  nvcc -std=c++17 -O3 $g -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/attention_check.cu cuda/attention/attention_fwd.cu \
+    cuda/attention/attention_bwd.cu cuda/common/device.cc -o /tmp/attention_check && timeout 150 /tmp/attention_check > "$LOG/attention_check.log" 2>&1 || status=1
+  tail -25 "$LOG/attention_check.log"
+fi
+if has sanitize; then
+  step "compute-sanitizer"
+  for tool in ${SANITIZE_TOOLS:-memcheck racecheck}; do
+    QWENLONG_DEVICE=cuda timeout ${SANITIZE_LIMIT:-200} compute-sanitizer --tool $tool --error-exitcode 9 --target-processes all \
+      npx vitest run -t "${SANITIZE_FILTER:-CUDA}" ${SANITIZE_SUITES:-} \
+      > "$LOG/sanitize-$tool.log" 2>&1 || status=1
+    grep -E "ERROR SUMMARY|Tests |Test Files|Invalid|Race" "$LOG/sanitize-$tool.log" | head -12
+  done
+fi
+if has timing; then
+  step "op timing: qwenlong, then PyTorch on the same card"
+  timeout 200 node scripts/gpu/op_timing.mjs --json "$LOG/op_timing.json" || status=1
+  timeout 200 python3 scripts/gpu/torch_timing.py "$LOG/torch_timing.json" || status=1
+fi
+if has checks-fast; then
+  step "matmul correctness (no timing)"
+  gen=$(dirname "$(find build -name qwenlong_cuda_archs.h | head -1)")
+  nvcc -std=c++17 -O3 -gencode=arch=compute_${arch},code=sm_${arch} -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_check.cu \
+    cuda/matmul/matmul.cu cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check --no-time > "$LOG/matmul_check.log" 2>&1 || status=1
+  grep -E "FAIL|correctness" "$LOG/matmul_check.log"
+fi
+echo "=== done status=$status"
+exit $status
