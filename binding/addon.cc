@@ -16,6 +16,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   qwenlong::register_policy_loss(env, exports);
   qwenlong::register_matmul(env, exports);
   qwenlong::register_attention(env, exports);
+  qwenlong::register_kv_cache(env, exports);
   return exports;
 }
 

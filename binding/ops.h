@@ -35,5 +35,6 @@ void register_adamw(Napi::Env env, Napi::Object exports);
 void register_policy_loss(Napi::Env env, Napi::Object exports);
 void register_matmul(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
+void register_kv_cache(Napi::Env env, Napi::Object exports);
 
 }  // namespace qwenlong

@@ -8,5 +8,6 @@ export type { Device } from './native/device.js';
 export { info, memoryStats, setThreads, setIsa, synchronize, emptyCache, type Info, type MemoryStats } from './native/runtime.js';
 export { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, toHalfBits, fromHalfBits, contiguousStrides } from './native/half.js';
 export * as ops from './ops/index.js';
+export { PagedKVCache, type PagedKVCacheOptions, type PagedKVCacheStats } from './ops/kv_cache.js';
 export { TaskBalancedSampler, AepoController, Random, rewards, computePolicyLoss, type ScoredRollout, type PolicyLossBatch, type PolicyLossResult } from './rl/index.js';
 export * as synth from './synth/index.js';

@@ -37,6 +37,12 @@ export interface NativeAddon {
   synchronize(): void;
   emptyCache(): void;
   noop(): void;
+  kvWrite(poolK: NativeTensorHandle, poolV: NativeTensorHandle, k: NativeTensorHandle, v: NativeTensorHandle, slots: Int32Array): void;
+  kvCopyBlocks(pool: NativeTensorHandle, pairs: Int32Array): void;
+  pagedAttention(
+    q: NativeTensorHandle, poolK: NativeTensorHandle, poolV: NativeTensorHandle, blockTables: Int32Array, tableStride: number,
+    contextLens: Int32Array, cuSeqlensQ: Int32Array, causal: boolean, scale: number, splitSize: number, out: NativeTensorHandle | null,
+  ): NativeTensorHandle;
   memcpy(dst: NativeTensorHandle, src: NativeTensorHandle): void;
   add(a: NativeTensorHandle, b: NativeTensorHandle | null, out: NativeTensorHandle | null, alpha: number, beta: number): NativeTensorHandle;
   rmsNorm(x: H, w: H, eps: number, y: H | null, rrms: H | null): [H, H];

@@ -9,3 +9,4 @@ export { groupAdvantages, broadcastAdvantages, batchEntropy, type GroupAdvantage
 export { policyLoss, policyLossCoefficients, type PolicyLossInput, type PolicyLossOutput, type Aggregation, type PolicyLossNormalizers } from './policy_loss.js';
 export { matmul, type MatmulOptions } from './matmul.js';
 export { attention, attentionBackward, type AttentionOptions, type AttentionForwardOptions, type AttentionBackwardOptions } from './attention.js';
+export { pagedAttention, type PagedAttentionOptions } from './kv_cache.js';

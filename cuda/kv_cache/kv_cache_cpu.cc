@@ -1,0 +1,44 @@
+// The paged KV cache on the CPU: slot writes and block copies (plain copies), and paged attention (the ISA builds of
+// kv_cache_kernels.inc).
+#include <cstring>
+
+#include "cuda/common/isa_variants.h"
+#include "cuda/common/thread_pool.h"
+#include "cuda/kv_cache/kv_cache.h"
+#define QWENLONG_ISA_NS kv_cache_scalar
+#include "cuda/kv_cache/kv_cache_kernels.inc"
+
+namespace qwenlong {
+
+namespace kv_cache_avx2 { void paged_attention(const PagedAttentionParams& p); }
+namespace kv_cache_avx512 { void paged_attention(const PagedAttentionParams& p); }
+
+void kv_write_cpu(const KvWriteParams& p) {
+  const size_t esize = dtype_size(p.dtype), row = static_cast<size_t>(p.head_dim) * esize;
+  const auto* k = static_cast<const uint8_t*>(p.k);
+  const auto* v = static_cast<const uint8_t*>(p.v);
+  auto* pk = static_cast<uint8_t*>(p.pool_k);
+  auto* pv = static_cast<uint8_t*>(p.pool_v);
+  for (int64_t i = 0; i < p.n; ++i) {
+    const int64_t block = p.slots[i] / p.block_size, offset = p.slots[i] % p.block_size;
+    for (int64_t h = 0; h < p.heads_kv; ++h) {
+      const size_t dst = static_cast<size_t>((block * p.heads_kv + h) * p.block_size + offset) * row;
+      const size_t src = static_cast<size_t>(i * p.heads_kv + h) * row;
+      std::memcpy(pk + dst, k + src, row);
+      std::memcpy(pv + dst, v + src, row);
+    }
+  }
+}
+
+void kv_copy_blocks_cpu(const KvCopyParams& p) {
+  const size_t bytes = static_cast<size_t>(p.block_elems) * dtype_size(p.dtype);
+  auto* pool = static_cast<uint8_t*>(p.pool);
+  for (int64_t i = 0; i < p.count; ++i)
+    std::memmove(pool + static_cast<size_t>(p.pairs[2 * i + 1]) * bytes, pool + static_cast<size_t>(p.pairs[2 * i]) * bytes, bytes);
+}
+
+void paged_attention_cpu(const PagedAttentionParams& p) {
+  pick_isa(&kv_cache_scalar::paged_attention, &kv_cache_avx2::paged_attention, &kv_cache_avx512::paged_attention)(p);
+}
+
+}  // namespace qwenlong
