@@ -196,12 +196,21 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   return out_value;
 }
 
+// readStream(t: f32 CPU tensor) -> sum: the read-only memory stream the decode benchmark compares itself with.
+Napi::Value ReadStream(const Napi::CallbackInfo& info) {
+  TensorHandle* t = unwrap_tensor(info, 0, "readStream", "t");
+  check_dtype(t, {DType::f32}, "readStream", "t");
+  if (t->device() != Device::cpu) throw_type("readStream: argument 't' must be on cpu");
+  return Napi::Number::New(info.Env(), read_stream_cpu(static_cast<const float*>(t->data()), t->numel()));
+}
+
 }  // namespace
 
 void register_kv_cache(Napi::Env env, Napi::Object exports) {
   exports.Set("kvWrite", Napi::Function::New<guarded<KvWrite>>(env, "kvWrite"));
   exports.Set("kvCopyBlocks", Napi::Function::New<guarded<KvCopyBlocks>>(env, "kvCopyBlocks"));
   exports.Set("pagedAttention", Napi::Function::New<guarded<PagedAttention>>(env, "pagedAttention"));
+  exports.Set("readStream", Napi::Function::New<guarded<ReadStream>>(env, "readStream"));
 }
 
 }  // namespace qwenlong

@@ -107,7 +107,7 @@ function targets(): Target[] {
   list.push({ name: 'Tensor.empty', label: /Tensor\.empty|QWENLONG/, call: (a) => Tensor.empty(...(a as [never])) });
   const labels: Record<string, RegExp> = {
     add: /ops\.add/, matmul: /ops\.matmul/, fromArray: /Tensor\.from|hostile/, empty: /Tensor\.empty|hostile/, memcpy: /memcpy/, setIsa: /setIsa/,
-    setThreads: /setThreads/, memoryStats: /memoryStats/, kvWrite: /kvCache\.write|hostile/, kvCopyBlocks: /kvCache\.copyBlocks|hostile/,
+    setThreads: /setThreads/, memoryStats: /memoryStats/, kvWrite: /kvCache\.write|hostile/, kvCopyBlocks: /kvCache\.copyBlocks|hostile/, readStream: /readStream|hostile/,
   };
   // Every other native op function reports as ops.<name> (rope's inverse as ropeBackward, gradNorm's clip as clipGrad).
   // fmaPeak is a benchmark probe that runs for the seconds it is given: called once in the errors test instead.

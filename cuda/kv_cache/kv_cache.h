@@ -66,6 +66,9 @@ struct PagedAttentionParams {
 void kv_write_cpu(const KvWriteParams& p);
 void kv_copy_blocks_cpu(const KvCopyParams& p);
 void paged_attention_cpu(const PagedAttentionParams& p);
+// A benchmark probe: the sum of n floats, one pass by every pool thread over its own contiguous part (a read-only
+// memory stream).
+double read_stream_cpu(const float* x, int64_t n);
 void kv_write_cuda(const KvWriteParams& p);
 void kv_copy_blocks_cuda(const KvCopyParams& p);
 void paged_attention_cuda(const PagedAttentionParams& p);

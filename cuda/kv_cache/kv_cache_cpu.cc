@@ -1,6 +1,7 @@
 // The paged KV cache on the CPU: slot writes and block copies (plain copies), and paged attention (the ISA builds of
 // kv_cache_kernels.inc).
 #include <cstring>
+#include <vector>
 
 #include "cuda/common/isa_variants.h"
 #include "cuda/common/thread_pool.h"
@@ -35,6 +36,26 @@ void kv_copy_blocks_cpu(const KvCopyParams& p) {
   auto* pool = static_cast<uint8_t*>(p.pool);
   for (int64_t i = 0; i < p.count; ++i)
     std::memmove(pool + static_cast<size_t>(p.pairs[2 * i + 1]) * bytes, pool + static_cast<size_t>(p.pairs[2 * i]) * bytes, bytes);
+}
+
+double read_stream_cpu(const float* x, int64_t n) {
+  ThreadPool& pool = ThreadPool::instance();
+  const int64_t parts = pool.size();
+  std::vector<double> sums(static_cast<size_t>(parts), 0.0);
+  pool.parallel_for(parts, [&](int64_t part) {
+    const int64_t lo = n * part / parts, hi = n * (part + 1) / parts;
+    float acc[16] = {};
+    int64_t i = lo;
+    for (; i + 16 <= hi; i += 16)
+      for (int e = 0; e < 16; ++e) acc[e] += x[i + e];
+    double total = 0;
+    for (; i < hi; ++i) total += x[i];
+    for (float a : acc) total += a;
+    sums[static_cast<size_t>(part)] = total;
+  });
+  double total = 0;
+  for (double v : sums) total += v;
+  return total;
 }
 
 void paged_attention_cpu(const PagedAttentionParams& p) {

@@ -2,7 +2,7 @@
 // Run after the build: node scripts/gpu/op_timing.mjs [--json FILE]. Each figure is the median of 7 batches of
 // launches, each batch closed by synchronize(); inputs are random, never zeros.
 import { writeFileSync } from 'node:fs';
-import { Tensor, ops, synchronize, memoryStats } from '../../dist/src/index.js';
+import { Tensor, ops, synchronize, memoryStats, PagedKVCache } from '../../dist/src/index.js';
 
 const results = [];
 function rand(n, seed) {
@@ -13,7 +13,8 @@ function rand(n, seed) {
 }
 const DEV = process.env.OP_TIMING_DEVICE ?? 'cuda', SMALL = Boolean(process.env.OP_TIMING_SMALL); // SMALL: a quick CPU try of this script
 const cuda = (data, shape, dtype = 'f32') => Tensor.from(data, shape, { dtype, device: DEV });
-const section = (name, fn) => { try { fn(); } catch (e) { console.log(`${name}: FAILED ${e.message}`); results.push({ name, error: e.message }); } };
+const ONLY = process.env.OP_TIMING_ONLY; // a comma-separated list of sections, e.g. 'kv'
+const section = (name, fn) => { if (ONLY && !ONLY.split(',').includes(name)) return; try { fn(); } catch (e) { console.log(`${name}: FAILED ${e.message}`); results.push({ name, error: e.message }); } };
 function time(name, fn, iters, work) {
   fn(); fn(); synchronize();
   const samples = [];
@@ -69,6 +70,21 @@ for (const dtype of ['f32', 'bf16']) section('policyLoss', () => {
   const after = memoryStats(DEV);
   results.at(-1).memory = { before, after };
   for (const t of [hidden, weight, targets, dHiddenOut, dWeightOut]) t.dispose();
+});
+// paged-KV decode: Hq 32, Hkv 8, D 128, bf16, block 16; GB/s of K/V read (each cached byte once).
+for (const [batch, context] of SMALL ? [[2, 256]] : [[1, 4096], [16, 4096], [1, 32768], [16, 32768]]) section('kv', () => {
+  const hq = 32, hkv = 8, D = 128, bs = 16;
+  const cache = new PagedKVCache({ layers: 1, kvHeads: hkv, headDim: D, blockSize: bs, numBlocks: batch * context / bs, dtype: 'bf16', device: DEV });
+  const chunk = Math.min(context, 4096);
+  const k = cuda(rand(chunk * hkv * D, 11), [chunk, hkv, D], 'bf16'), v = cuda(rand(chunk * hkv * D, 12), [chunk, hkv, D], 'bf16');
+  const ids = Array.from({ length: batch }, (_, b) => b);
+  for (const id of ids) cache.allocate(id);
+  for (let done = 0; done < context; done += chunk) for (const id of ids) { cache.reserve(id, chunk); cache.write(id, 0, k, v); }
+  const q = cuda(rand(batch * hq * D, 13), [batch, hq, D], 'bf16'), out = Tensor.empty([batch, hq, D], { dtype: 'bf16', device: DEV });
+  const bytes = 2 * batch * context * hkv * D * 2;
+  time(`paged decode bf16 batch ${batch} context ${context}`, () => ops.pagedAttention(q, cache, 0, ids, { out }), 20, (ms) => ({ 'GB/s': bytes / ms / 1e6 }));
+  for (const t of [k, v, q, out]) t.dispose();
+  cache.dispose();
 });
 const i = process.argv.indexOf('--json');
 if (i > 0) writeFileSync(process.argv[i + 1], JSON.stringify(results, null, 1));

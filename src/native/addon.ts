@@ -39,6 +39,8 @@ export interface NativeAddon {
   noop(): void;
   kvWrite(poolK: NativeTensorHandle, poolV: NativeTensorHandle, k: NativeTensorHandle, v: NativeTensorHandle, slots: Int32Array): void;
   kvCopyBlocks(pool: NativeTensorHandle, pairs: Int32Array): void;
+  /** Benchmark probe: the sum of an f32 CPU tensor, one read-only pass by every pool thread. */
+  readStream(t: NativeTensorHandle): number;
   pagedAttention(
     q: NativeTensorHandle, poolK: NativeTensorHandle, poolV: NativeTensorHandle, blockTables: Int32Array, tableStride: number,
     contextLens: Int32Array, cuSeqlensQ: Int32Array, causal: boolean, scale: number, splitSize: number, out: NativeTensorHandle | null,

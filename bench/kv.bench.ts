@@ -1,0 +1,93 @@
+/**
+ * Decode attention over the paged KV cache on the CPU: Hq = 32, Hkv = 8, D = 128, bf16 and f32 caches, batch 1 and
+ * 16, contexts 4K and 32K. Figure: GB/s of K and V read (each cached byte once per step), beside a read-only stream
+ * over a buffer as large measured in the same run (every thread summing its own contiguous part), and their ratio.
+ * The target (>= 70% of the read stream) applies where K/V is at least 4x the last-level cache.
+ */
+import { readFileSync } from 'node:fs';
+import { native } from '../src/native/addon.js';
+import { info } from '../src/native/runtime.js';
+import { Tensor } from '../src/native/tensor.js';
+import { PagedKVCache } from '../src/ops/kv_cache.js';
+import * as ops from '../src/ops/index.js';
+import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
+
+/** Last-level cache bytes (Linux sysfs), or 32 MiB when unknown. */
+function llcBytes(): number {
+  for (const index of [3, 2]) {
+    try {
+      const text = readFileSync(`/sys/devices/system/cpu/cpu0/cache/index${index}/size`, 'utf8').trim();
+      const m = /^(\d+)([KMG]?)/.exec(text);
+      if (m) return Number(m[1]) * ({ '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 } as Record<string, number>)[m[2]!]!;
+    } catch {
+      // next level
+    }
+  }
+  return 32 * 1024 ** 2;
+}
+
+function random(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    a[i] = s / 4294967296 - 0.5;
+  }
+  return a;
+}
+
+const suite: BenchSuite = {
+  name: 'kv',
+  description: 'paged-KV decode attention (CPU) against a read-only memory stream',
+  async run(ctx) {
+    const records: BenchRecord[] = [];
+    const threads = info().cpu.threads;
+    const hq = 32, hkv = 8, D = 128, bs = 16;
+    const llc = llcBytes();
+    ctx.log(`last-level cache ${(llc / 2 ** 20).toFixed(0)} MiB; the target applies from ${((4 * llc) / 2 ** 20).toFixed(0)} MiB of K/V`);
+    const shapes = ctx.quick ? [[1, 4096], [4, 4096]] : [[1, 4096], [16, 4096], [1, 32768], [16, 32768]];
+    for (const dtype of ['bf16', 'f32'] as const) {
+      for (const [batch, context] of shapes as [number, number][]) {
+        const esize = dtype === 'f32' ? 4 : 2;
+        const kvBytes = 2 * batch * context * hkv * D * esize;
+        const cache = new PagedKVCache({ layers: 1, kvHeads: hkv, headDim: D, blockSize: bs, numBlocks: batch * Math.ceil(context / bs), dtype, device: 'cpu' });
+        const chunk = Math.min(context, 4096);
+        const k = Tensor.from(random(chunk * hkv * D, 1), [chunk, hkv, D], { dtype, device: 'cpu' });
+        const v = Tensor.from(random(chunk * hkv * D, 2), [chunk, hkv, D], { dtype, device: 'cpu' });
+        const ids = Array.from({ length: batch }, (_, b) => b);
+        // Interleave the sequences' chunks, so each one's blocks are spread through the pool.
+        for (const id of ids) cache.allocate(id);
+        for (let done = 0; done < context; done += chunk)
+          for (const id of ids) {
+            cache.reserve(id, chunk);
+            cache.write(id, 0, k, v);
+          }
+        const q = Tensor.from(random(batch * hq * D, 3), [batch, hq, D], { dtype, device: 'cpu' });
+        const out = Tensor.empty([batch, hq, D], { dtype, device: 'cpu' });
+        const r = await ctx.time(() => ops.pagedAttention(q, cache, 0, ids, { out }), { warmup: 2, minSamples: 10, minTimeMs: 300 });
+        for (const t of [k, v, q, out]) t.dispose();
+        cache.dispose();
+        // A read-only stream over as many bytes (f32 elements), in the same run.
+        const stream = Tensor.from(random(Math.floor(kvBytes / 4), 4), [Math.floor(kvBytes / 4)], { device: 'cpu' });
+        const s = await ctx.time(() => native().readStream(stream.handle), { warmup: 2, minSamples: 10, minTimeMs: 300 });
+        stream.dispose();
+        const gbs = kvBytes / (r.medianMs * 1e6), streamGbs = kvBytes / (s.medianMs * 1e6);
+        const figures: Record<string, number | string> = {
+          'K/V MiB': kvBytes / 2 ** 20,
+          'GB/s': gbs,
+          'read stream GB/s': streamGbs,
+          'of stream': gbs / streamGbs,
+          target: kvBytes >= 4 * llc ? '>= 0.70' : 'none (fits near cache)',
+        };
+        records.push({ suite: 'kv', case: `decode ${dtype} batch ${batch} context ${context} Hq ${hq} Hkv ${hkv} D ${D} (${threads} threads)`, medianMs: r.medianMs, samples: r.samples, figures });
+      }
+    }
+    return records;
+  },
+};
+
+export default suite;
