@@ -159,7 +159,8 @@ void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
                                    {InstanceMethod("dispose", &TensorHandle::Dispose),
                                     InstanceMethod("read", &TensorHandle::Read),
                                     InstanceMethod("readAsync", &TensorHandle::ReadAsync),
-                                    InstanceMethod("copyTo", &TensorHandle::CopyTo)});
+                                    InstanceMethod("copyTo", &TensorHandle::CopyTo),
+                                    InstanceMethod("reshape", &TensorHandle::Reshape)});
   g_constructor = new Napi::FunctionReference(Napi::Persistent(cls));
   exports.Set("TensorHandle", cls);
 }
@@ -235,6 +236,19 @@ Napi::Value TensorHandle::CopyTo(const Napi::CallbackInfo& info) {
     auto storage = Storage::allocate(device, nbytes());
     copy_bytes(storage->data(), device, storage_->data(), storage_->device(), nbytes());
     return Create(info.Env(), std::move(storage), dtype_, shape_);
+  } catch (...) {
+    rethrow_as_js(info.Env());
+  }
+}
+
+// reshape(shape) -> a new handle over the same storage (a view: writes through either show in both).
+Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
+  try {
+    if (disposed()) throw_type("Tensor.reshape: the tensor has been disposed");
+    std::vector<int64_t> shape = shape_arg(info, 0, "Tensor.reshape", "shape");
+    if (numel_of(shape) != numel_)
+      throw_range("Tensor.reshape: a shape of " + std::to_string(numel_of(shape)) + " elements for a tensor of " + std::to_string(numel_));
+    return Create(info.Env(), storage_, dtype_, std::move(shape));
   } catch (...) {
     rethrow_as_js(info.Env());
   }

@@ -35,6 +35,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value ReadAsync(const Napi::CallbackInfo& info);
   Napi::Value CopyTo(const Napi::CallbackInfo& info);
+  Napi::Value Reshape(const Napi::CallbackInfo& info);
   void Release();
 
   std::shared_ptr<Storage> storage_;

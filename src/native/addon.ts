@@ -14,6 +14,7 @@ export interface NativeTensorHandle {
   read<T extends ArrayBufferView>(out: T): T;
   readAsync<T extends ArrayBufferView>(out: T): Promise<T>;
   copyTo(device: string): NativeTensorHandle;
+  reshape(shape: number[]): NativeTensorHandle;
 }
 
 export interface NativeCudaStatus {

@@ -203,6 +203,15 @@ export class Tensor {
   }
 
   /** A fresh TypedArray with a copy of the elements (f16/bf16 as raw bits; see toFloat32Array). */
+  /**
+   * The same elements under another shape (row-major order kept): a view sharing this tensor's memory, so writes
+   * through one show in the other. Each view is disposed on its own; the memory lives until the last one goes.
+   */
+  reshape(shape: readonly number[]): Tensor {
+    const s = checkShape(shape, 'Tensor.reshape');
+    return new Tensor(this.handle.reshape(s), s, this.dtype, this.device);
+  }
+
   async toArray<D extends DType = DType>(this: Tensor & { dtype: D }): Promise<TypedArrayOf[D]> {
     const out = new ARRAY_OF[this.dtype](this.size) as TypedArrayOf[D];
     if (this.device === 'cpu') return this.handle.read(out);

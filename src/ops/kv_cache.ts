@@ -332,9 +332,14 @@ export interface PagedAttentionOptions {
  * The partition size used when `splitSize` is omitted: one partition when the batch alone gives every core (or SM)
  * several work items, else enough partitions of at least 256 tokens to do so.
  */
+const lanesOf = new Map<Device, number>();
 export function defaultSplitSize(items: number, maxContext: number, blockSize: number, device: Device): number {
-  const i = info();
-  const lanes = device === 'cuda' ? 2 * (i.cuda.devices[0]?.smCount ?? 100) : 4 * i.cpu.threads;
+  let lanes = lanesOf.get(device);
+  if (lanes === undefined) {
+    const i = info();
+    lanes = device === 'cuda' ? 2 * (i.cuda.devices[0]?.smCount ?? 100) : 4 * i.cpu.threads;
+    lanesOf.set(device, lanes);
+  }
   const splits = Math.max(1, Math.min(Math.ceil(lanes / Math.max(1, items)), Math.floor(maxContext / 256)));
   const size = Math.ceil(Math.max(1, maxContext) / splits);
   return Math.ceil(size / blockSize) * blockSize;

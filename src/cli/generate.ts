@@ -1,0 +1,57 @@
+/** `qwenlong generate`: text from a model, as llama2.c's run.c prints it (stdout: the text only; stderr: speed). */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Command } from 'commander';
+import { loadModel } from '../model/index.js';
+import { readLlama2c } from '../model/llama2c.js';
+import { parseDevice } from '../native/device.js';
+
+function number(name: string, lo: number, hi: number, integer = false) {
+  return (v: string): number => {
+    const x = Number(v);
+    if (!Number.isFinite(x) || x < lo || x > hi || (integer && !Number.isInteger(x))) throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} in [${lo}, ${hi}], not '${v}'`);
+    return x;
+  };
+}
+
+export function registerGenerateCommand(program: Command): void {
+  program
+    .command('generate')
+    .description('generate text with a model (llama2.c checkpoints today)')
+    .requiredOption('--model <path>', 'model file (llama2.c model.bin)')
+    .option('--tokenizer <path>', 'tokenizer file (default: tokenizer.bin or tok<vocab>.bin beside the model)')
+    .option('--prompt <text>', 'text to continue (default: start from BOS alone)')
+    .option('--steps <n>', 'positions in all, prompt included', number('steps', 1, 1 << 20, true), 256)
+    .option('--temperature <t>', '0 is greedy', number('temperature', 0, 100), 1)
+    .option('--top-p <p>', 'nucleus sampling', number('top-p', 0.000001, 1), 0.9)
+    .option('--seed <s>', 'sampling seed', number('seed', 0, 2 ** 32 - 1, true))
+    .option('--device <d>', 'cpu or cuda (default: the runtime default)')
+    .action((opts: { model: string; tokenizer?: string; prompt?: string; steps: number; temperature: number; topP: number; seed?: number; device?: string }) => {
+      if (!existsSync(opts.model)) throw new Error(`no model file at ${opts.model}`);
+      let tokenizerPath = opts.tokenizer;
+      if (tokenizerPath === undefined) {
+        const vocab = readLlama2c(opts.model).config.vocabSize;
+        tokenizerPath = [join(dirname(opts.model), 'tokenizer.bin'), join(dirname(opts.model), `tok${vocab}.bin`)].find((p) => existsSync(p));
+        if (!tokenizerPath) throw new Error(`no tokenizer beside ${opts.model}: give --tokenizer`);
+      }
+      const device = opts.device === undefined ? undefined : parseDevice(opts.device, '--device');
+      const { model, tokenizer } = loadModel(opts.model, { tokenizer: tokenizerPath, device });
+      try {
+        const prompt = tokenizer!.encode(opts.prompt ?? '', { bos: true });
+        if (prompt.length >= opts.steps) throw new Error(`the prompt has ${prompt.length} tokens, --steps is ${opts.steps}`);
+        const start = performance.now();
+        const [g] = model.generate([prompt], {
+          maxTokens: opts.steps - prompt.length,
+          temperature: opts.temperature,
+          topP: opts.topP,
+          seed: opts.seed ?? Date.now() % 2 ** 32,
+        });
+        const seconds = (performance.now() - start) / 1000;
+        const stopped = g!.finishReason === 'stop' ? g!.tokens.slice(0, -1) : g!.tokens;
+        process.stdout.write(`${tokenizer!.decode([...prompt, ...stopped])}\n`);
+        process.stderr.write(`achieved tok/s: ${((prompt.length + g!.tokens.length - 1) / seconds).toFixed(1)}\n`);
+      } finally {
+        model.dispose();
+      }
+    });
+}

@@ -1,0 +1,158 @@
+// The policy engine on llama2.c's stories260K (a real pretrained checkpoint, when the shared models folder is
+// present): the tokenizer against a Python port of run.c, logits and 200-position greedy continuations against a
+// float64 PyTorch forward (scripts/golden/model.py), generation through the KV cache against full recomputation,
+// batching, sampling statistics, and corrupt files.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Llama2cTokenizer, loadModel } from '../src/index.js';
+import { parseLlama2c } from '../src/model/llama2c.js';
+import { sample } from '../src/model/model.js';
+import { Random } from '../src/rl/random.js';
+
+const dir = join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K');
+const present = existsSync(join(dir, 'model.bin')) && existsSync(join(dir, 'tok512.bin'));
+if (!present) console.log(`skipping the stories260K tests: ${dir} is absent`);
+
+interface Golden {
+  encode: { text: string; ids: number[] }[];
+  prompt: number[];
+  promptLogits: number[][];
+  greedy: { prompt: number[]; ids: number[] }[];
+}
+const golden = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'stories260k.json'), 'utf8')) as Golden;
+
+function logSoftmax(row: ArrayLike<number>): number[] {
+  let m = -Infinity;
+  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]!);
+  let z = 0;
+  for (let i = 0; i < row.length; i++) z += Math.exp(row[i]! - m);
+  return Array.from(row, (x) => x - m - Math.log(z));
+}
+
+describe.skipIf(!present)('stories260K', () => {
+  const load = () => loadModel(join(dir, 'model.bin'), { tokenizer: join(dir, 'tok512.bin'), device: 'cpu' });
+
+  it('the tokenizer encodes as run.c does and decodes back to the text', () => {
+    const tok = Llama2cTokenizer.fromFile(join(dir, 'tok512.bin'), 512);
+    for (const g of golden.encode) {
+      expect(tok.encode(g.text), g.text).toEqual(g.ids);
+      expect(tok.decode(tok.encode(g.text))).toBe(g.text);
+    }
+    expect(tok.encode('hi', { bos: false, eos: true }).at(-1)).toBe(2);
+  });
+
+  it('logits of every prompt position match a float64 PyTorch forward', async () => {
+    const { model } = load();
+    const logits = await model.forward(golden.prompt).toFloat32Array();
+    const ref = golden.promptLogits.flat();
+    let err = 0, scale = 0;
+    for (let i = 0; i < ref.length; i++) {
+      err = Math.max(err, Math.abs(logits[i]! - ref[i]!));
+      scale = Math.max(scale, Math.abs(ref[i]!));
+    }
+    expect(err / scale).toBeLessThan(1e-5);
+    model.dispose();
+  });
+
+  it('greedy generation through the KV cache equals PyTorch token for token over 200 positions', () => {
+    const { model, tokenizer } = load();
+    for (const g of golden.greedy) {
+      const [gen] = model.generate([g.prompt], { temperature: 0, maxTokens: 200 - g.prompt.length, stopIds: [] });
+      expect([...g.prompt, ...gen!.tokens]).toEqual(g.ids);
+      expect(gen!.finishReason).toBe('length');
+    }
+    expect(tokenizer!.decode(golden.greedy[0]!.ids)).toMatch(/^Once upon a time, there was a little girl named Lily\./);
+    model.dispose();
+  });
+
+  it('the KV cache gives what recomputing the whole sequence gives, batched prompts what each alone gives', async () => {
+    const { model, tokenizer } = load();
+    const prompts = ['Tom had a red', 'The sun was hot and the', 'Once'].map((t) => tokenizer!.encode(t));
+    const together = model.generate(prompts, { temperature: 0, maxTokens: 30, stopIds: [] });
+    for (const [b, p] of prompts.entries()) {
+      const [alone] = model.generate([p], { temperature: 0, maxTokens: 30, stopIds: [] });
+      expect(together[b]!.tokens).toEqual(alone!.tokens);
+      // recompute: the argmax of a full forward at every step
+      const seq = [...p];
+      for (let s = 0; s < 30; s++) {
+        const logits = await model.forward(seq).toFloat32Array();
+        const row = logits.subarray((seq.length - 1) * 512);
+        let best = 0;
+        for (let i = 1; i < 512; i++) if (row[i]! > row[best]!) best = i;
+        seq.push(best);
+      }
+      expect(together[b]!.tokens).toEqual(seq.slice(p.length));
+    }
+    model.dispose();
+  });
+
+  it('sampled tokens carry the log-probability and entropy of the tempered distribution; seeds repeat', async () => {
+    const { model, tokenizer } = load();
+    const p = tokenizer!.encode('Lily saw a');
+    const opts = { temperature: 0.8, topP: 0.95, maxTokens: 20, seed: 7, stopIds: [] };
+    const [a] = model.generate([p], opts);
+    const [b] = model.generate([p], opts);
+    expect(a!.tokens).toEqual(b!.tokens);
+    const logits = await model.forward([...p, ...a!.tokens]).toFloat32Array();
+    for (let s = 0; s < a!.tokens.length; s++) {
+      const row = logits.subarray((p.length - 1 + s) * 512, (p.length + s) * 512);
+      const lp = logSoftmax(Array.from(row, (x) => x / 0.8));
+      expect(a!.logprobs[s]!).toBeCloseTo(lp[a!.tokens[s]!]!, 3);
+      const entropy = -lp.reduce((e, l) => e + Math.exp(l) * l, 0);
+      expect(a!.entropies[s]!).toBeCloseTo(entropy, 3);
+    }
+    const [k1] = model.generate([p], { temperature: 1, topK: 1, maxTokens: 10, stopIds: [] });
+    const [g] = model.generate([p], { temperature: 0, maxTokens: 10, stopIds: [] });
+    expect(k1!.tokens).toEqual(g!.tokens);
+    model.dispose();
+  });
+
+  it('corrupt and truncated checkpoints and tokenizers are refused with the reason', () => {
+    const bytes = readFileSync(join(dir, 'model.bin'));
+    expect(() => parseLlama2c(bytes.subarray(0, 20))).toThrow(/shorter than its 28-byte header/);
+    expect(() => parseLlama2c(bytes.subarray(0, bytes.length - 4))).toThrow(/truncated/);
+    expect(() => parseLlama2c(Buffer.concat([bytes, Buffer.alloc(8)]))).toThrow(/beyond the weights/);
+    const bad = Buffer.from(bytes);
+    bad.writeInt32LE(7, 12); // n_heads = 7 does not divide dim 64
+    expect(() => parseLlama2c(bad)).toThrow(/not a multiple of n_heads/);
+    const nan = Buffer.from(bytes);
+    nan.writeFloatLE(NaN, 28 + 4 * 100);
+    expect(() => parseLlama2c(nan)).toThrow(/non-finite value/);
+    const tok = readFileSync(join(dir, 'tok512.bin'));
+    expect(() => new Llama2cTokenizer(tok.subarray(0, 100))).toThrow(/truncated|too few/);
+    expect(() => new Llama2cTokenizer(tok, 1000)).toThrow(/holds 512 tokens, the model has 1000/);
+    expect(() => loadModel(join(dir, 'nope.bin'))).toThrow(/no file/);
+  });
+
+  it('refuses bad generation arguments', () => {
+    const { model } = load();
+    expect(() => model.generate([], {})).toThrow(/non-empty array/);
+    expect(() => model.generate([[1, 999]], {})).toThrow(/ids\[1\] = 999 is outside \[0, 512\)/);
+    expect(() => model.generate([[1]], { topP: 0 })).toThrow(/topP/);
+    expect(() => model.generate([[1]], { temperature: -1 })).toThrow(/temperature/);
+    expect(() => model.forward([])).toThrow(/no tokens/);
+    model.dispose();
+    expect(() => model.forward([1])).toThrow(/disposed/);
+  });
+});
+
+describe('sampling', () => {
+  it('temperature 0 is argmax; top-k and top-p keep the head of the distribution', () => {
+    const logits = Float32Array.from([0, 3, 1, 2]);
+    const rng = new Random(1);
+    expect(sample(logits, 0, 0, 1, rng).token).toBe(1);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 4000; i++) counts[sample(logits, 1, 2, 1, rng).token]!++;
+    expect(counts[0]! + counts[2]!).toBe(0);
+    // p(1) / p(3) = e under top-2
+    expect(counts[1]! / counts[3]!).toBeGreaterThan(2.4);
+    expect(counts[1]! / counts[3]!).toBeLessThan(3.1);
+    for (let i = 0; i < 200; i++) expect(sample(logits, 1, 0, 0.5, rng).token).toBe(1); // p(1) = 0.64 >= 0.5
+    const s = sample(logits, 1, 0, 1, rng);
+    const lp = logSoftmax(logits);
+    expect(s.logprob).toBeCloseTo(lp[s.token]!, 10);
+    expect(s.entropy).toBeCloseTo(-lp.reduce((e, l) => e + Math.exp(l) * l, 0), 10);
+  });
+
+});
