@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Llama2cTokenizer, loadModel } from '../src/index.js';
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { sample } from '../src/model/model.js';
+import { gpuRun } from './helpers.js';
 import { Random } from '../src/rl/random.js';
 
 const dir = join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K');
@@ -155,4 +156,22 @@ describe('sampling', () => {
     expect(s.entropy).toBeCloseTo(-lp.reduce((e, l) => e + Math.exp(l) * l, 0), 10);
   });
 
+});
+
+describe.runIf(present && gpuRun())('stories260K on CUDA (bf16)', () => {
+  it('logits match the float64 forward within bf16 rounding; generation runs through the CUDA KV cache', async () => {
+    const { model, tokenizer } = loadModel(join(dir, 'model.bin'), { tokenizer: join(dir, 'tok512.bin'), device: 'cuda', dtype: 'bf16' });
+    const logits = await model.forward(golden.prompt).toFloat32Array();
+    const ref = golden.promptLogits.flat();
+    let err = 0, scale = 0;
+    for (let i = 0; i < ref.length; i++) {
+      err = Math.max(err, Math.abs(logits[i]! - ref[i]!));
+      scale = Math.max(scale, Math.abs(ref[i]!));
+    }
+    expect(err / scale).toBeLessThan(5e-2);
+    const [g] = model.generate([tokenizer!.encode('Once upon a time')], { temperature: 0, maxTokens: 40, stopIds: [] });
+    expect(g!.tokens.length).toBe(40);
+    expect(g!.logprobs.every((x) => Number.isFinite(x) && x <= 0)).toBe(true);
+    model.dispose();
+  });
 });

@@ -1,7 +1,7 @@
 // Tensor runtime: factories, dtypes, read-back, devices, disposal, memory accounting.
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, emptyCache, info, memoryStats } from '../src/index.js';
+import { Tensor, emptyCache, info, memoryStats, ops } from '../src/index.js';
 import { f32ToBf16, f32ToF16 } from '../src/native/half.js';
 import { gpuRun, randomArray } from './helpers.js';
 
@@ -91,6 +91,20 @@ describe('Tensor', () => {
       emptyCache();
       expect(memoryStats('cuda').cached).toBe(0);
     }
+  });
+
+  it('reshape gives a view: same memory, its own lifetime; bad shapes are refused', async () => {
+    const t = Tensor.from([1, 2, 3, 4, 5, 6], [2, 3], { device });
+    const v = t.reshape([3, 2]);
+    expect(v.shape).toEqual([3, 2]);
+    ops.scale(v, 10, { out: v });
+    expect(Array.from(await t.toArray())).toEqual([10, 20, 30, 40, 50, 60]);
+    expect(() => t.reshape([4, 2])).toThrow(/Tensor.reshape: a shape of 8 elements for a tensor of 6/);
+    expect(() => t.reshape([-1, 6] as number[])).toThrow(/Tensor.reshape/);
+    t.dispose();
+    expect(Array.from(await v.toArray())).toEqual([10, 20, 30, 40, 50, 60]); // the view keeps the memory alive
+    v.dispose();
+    expect(() => v.reshape([6])).toThrow(/disposed/);
   });
 
   it('reports the device choice and CUDA status', () => {
