@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Llama2cTokenizer, loadModel } from '../src/index.js';
+import { CausalLM, Llama2cTokenizer, Tensor, loadModel, ops, type ModelConfig } from '../src/index.js';
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { sample } from '../src/model/model.js';
 import { gpuRun } from './helpers.js';
@@ -172,6 +172,58 @@ describe.runIf(present && gpuRun())('stories260K on CUDA (bf16)', () => {
     const [g] = model.generate([tokenizer!.encode('Once upon a time')], { temperature: 0, maxTokens: 40, stopIds: [] });
     expect(g!.tokens.length).toBe(40);
     expect(g!.logprobs.every((x) => Number.isFinite(x) && x <= 0)).toBe(true);
+    model.dispose();
+  });
+});
+
+interface TinyGolden {
+  config: { vocabSize: number; dim: number; hiddenDim: number; layers: number; heads: number; kvHeads: number; headDim: number };
+  lens: number[];
+  ids: number[];
+  R: number[];
+  logits: number[];
+  params: Record<string, { shape: number[]; data: number[] }>;
+  grads: Record<string, number[]>;
+}
+
+describe('training forward and backward against PyTorch autograd (tiny random Llama, two packed sequences)', () => {
+  it('logits and the gradient of every parameter match float64 autograd', async () => {
+    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
+    const config: ModelConfig = {
+      architecture: 'llama', ...g.config, maxSeqLen: 64, ropeTheta: 10000, ropeConvention: 'interleaved', rmsEps: 1e-5,
+      tiedEmbeddings: true, qkNorm: false, qkvBias: false,
+    };
+    const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
+    const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu' });
+    const T = g.ids.length, V = g.config.vocabSize;
+    const cuSeqlens = [0, g.lens[0]!, T];
+    const hidden = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
+    const R = Tensor.from(g.R, [T, V], { device: 'cpu' });
+    const logits = ops.matmul(hidden, model.lmHead, { transB: true });
+    const rel = (x: ArrayLike<number>, ref: ArrayLike<number>) => {
+      let e = 0, s = 0;
+      for (let i = 0; i < ref.length; i++) {
+        e = Math.max(e, Math.abs(x[i]! - ref[i]!));
+        s = Math.max(s, Math.abs(ref[i]!));
+      }
+      return e / s;
+    };
+    expect(rel(await logits.toFloat32Array(), g.logits)).toBeLessThan(1e-5);
+    const dHidden = ops.matmul(R, model.lmHead);
+    const dLmHead = ops.matmul(R, hidden, { transA: true });
+    model.backward(dHidden, dLmHead);
+    const grads = model.gradients();
+    expect([...grads.keys()].sort()).toEqual(Object.keys(g.grads).sort());
+    for (const [name, ref] of Object.entries(g.grads)) expect(rel(await grads.get(name)!.toFloat32Array(), ref), name).toBeLessThan(2e-5);
+    expect(() => model.backward(dHidden, dLmHead)).toThrow(/no training forward/);
+    // a second step accumulates; zeroGrad clears
+    const h2 = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
+    model.backward(dHidden, dLmHead);
+    const twice = await model.gradients().get('model.layers.0.self_attn.q_proj.weight')!.toFloat32Array();
+    expect(rel(twice, g.grads['model.layers.0.self_attn.q_proj.weight']!.map((x) => 2 * x))).toBeLessThan(2e-5);
+    model.zeroGrad();
+    expect((await model.gradients().get('model.norm.weight')!.toFloat32Array()).every((x) => x === 0)).toBe(true);
+    for (const t of [hidden, R, logits, dHidden, dLmHead, h2]) t.dispose();
     model.dispose();
   });
 });

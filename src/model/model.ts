@@ -43,6 +43,8 @@ export class CausalLM {
   readonly device: Device;
   readonly dtype: 'f32' | 'bf16' | 'f16';
   readonly #w: Weights;
+  readonly #grads: Weights = new Map();
+  #acts: { ids: Tensor; cu: Int32Array; positions: Tensor; layers: Map<string, Tensor>[]; xFinal: Tensor; rrmsFinal: Tensor } | undefined;
   #disposed = false;
 
   private constructor(config: ModelConfig, weights: Weights, device: Device, dtype: 'f32' | 'bf16' | 'f16') {
@@ -93,34 +95,42 @@ export class CausalLM {
 
   /**
    * One decoder layer over T packed tokens. `attend(q, k, v)` gets q (T, H, hd) and k, v (T, Hkv, hd) after RoPE
-   * and returns the attention output (T, H, hd): full causal attention, or attention over the KV cache.
+   * and returns the attention output (T, H, hd) (and its lse when training): full causal attention, or attention
+   * over the KV cache. With `acts`, the activations the backward needs are kept there instead of freed.
    */
-  #layer(l: number, x: Tensor, positions: Tensor, attend: (q: Tensor, k: Tensor, v: Tensor) => Tensor): Tensor {
+  #layer(l: number, x: Tensor, positions: Tensor, attend: (q: Tensor, k: Tensor, v: Tensor) => { out: Tensor; lse?: Tensor }, acts?: Map<string, Tensor>): Tensor {
     const c = this.config, T = x.shape[0]!, p = `model.layers.${l}.`;
     const tmp: Tensor[] = [];
-    const keep = <X extends Tensor>(t: X): X => (tmp.push(t), t);
+    const keep = <X extends Tensor>(t: X, name?: string): X => {
+      if (acts && name) acts.set(name, t);
+      else tmp.push(t);
+      return t;
+    };
     try {
       const { y: h, rrms } = ops.rmsNorm(x, this.#weight(`${p}input_layernorm.weight`), { eps: c.rmsEps });
-      keep(h);
-      keep(rrms);
+      keep(h, 'h');
+      keep(rrms, 'rrms');
       const q2 = keep(this.#linear(h, `${p}self_attn.q_proj.weight`));
       const k2 = keep(this.#linear(h, `${p}self_attn.k_proj.weight`));
       const v2 = keep(this.#linear(h, `${p}self_attn.v_proj.weight`));
-      const q = keep(q2.reshape([T, c.heads, c.headDim]));
-      const k = keep(k2.reshape([T, c.kvHeads, c.headDim]));
-      const v = keep(v2.reshape([T, c.kvHeads, c.headDim]));
+      const q = keep(q2.reshape([T, c.heads, c.headDim]), 'q');
+      const k = keep(k2.reshape([T, c.kvHeads, c.headDim]), 'k');
+      const v = keep(v2.reshape([T, c.kvHeads, c.headDim]), 'v');
       const rope = { convention: c.ropeConvention, theta: c.ropeTheta, positions };
       ops.rope(q, { ...rope, out: q });
       ops.rope(k, { ...rope, out: k });
-      const att = keep(attend(q, k, v));
-      const o = keep(this.#linear(keep(att.reshape([T, c.heads * c.headDim])), `${p}self_attn.o_proj.weight`));
-      const x1 = keep(ops.add(x, o));
+      const { out: att, lse } = attend(q, k, v);
+      keep(att, 'att');
+      if (lse) keep(lse, 'lse');
+      const att2 = keep(att.reshape([T, c.heads * c.headDim]), 'att2');
+      const o = keep(this.#linear(att2, `${p}self_attn.o_proj.weight`));
+      const x1 = keep(ops.add(x, o), 'x1');
       const { y: h2, rrms: r2 } = ops.rmsNorm(x1, this.#weight(`${p}post_attention_layernorm.weight`), { eps: c.rmsEps });
-      keep(h2);
-      keep(r2);
-      const g = keep(this.#linear(h2, `${p}mlp.gate_proj.weight`));
-      const u = keep(this.#linear(h2, `${p}mlp.up_proj.weight`));
-      const a = keep(ops.swiglu(g, u));
+      keep(h2, 'h2');
+      keep(r2, 'rrms2');
+      const g = keep(this.#linear(h2, `${p}mlp.gate_proj.weight`), 'g');
+      const u = keep(this.#linear(h2, `${p}mlp.up_proj.weight`), 'u');
+      const a = keep(ops.swiglu(g, u), 'a');
       const d = keep(this.#linear(a, `${p}mlp.down_proj.weight`));
       return ops.add(x1, d);
     } finally {
@@ -153,9 +163,10 @@ export class CausalLM {
 
   /**
    * Logits (T, V) f32 of every position of packed sequences (`cuSeqlens`: B + 1 prefix sums; default one
-   * sequence), or the final hidden states (T, dim) before the final norm with `returnHidden`.
+   * sequence), or with `returnHidden` the hidden states after the final norm (T, dim): the LM head's input, what
+   * `ops.policyLoss` takes with `model.lmHead`. With `train`, the activations are kept for `backward`.
    */
-  forward(ids: Int32Array | readonly number[], opts: { cuSeqlens?: Int32Array | readonly number[]; returnHidden?: boolean } = {}): Tensor {
+  forward(ids: Int32Array | readonly number[], opts: { cuSeqlens?: Int32Array | readonly number[]; returnHidden?: boolean; train?: boolean } = {}): Tensor {
     const tokens = Int32Array.from(ids);
     const T = tokens.length;
     if (T === 0) throw new RangeError('CausalLM.forward: no tokens');
@@ -167,23 +178,131 @@ export class CausalLM {
       if (cu[b + 1]! - cu[b]! > this.config.maxSeqLen) throw new RangeError(`CausalLM.forward: a sequence of ${cu[b + 1]! - cu[b]!} tokens is longer than the model's ${this.config.maxSeqLen}`);
       for (let t = cu[b]!; t < cu[b + 1]!; t++) pos[t] = t - cu[b]!;
     }
+    this.#dropActivations();
     const positions = Tensor.from(pos, [T], { dtype: 'i32', device: this.device });
+    const layers: Map<string, Tensor>[] = [];
     let x = this.#embed(tokens);
     try {
       for (let l = 0; l < this.config.layers; l++) {
-        const next = this.#layer(l, x, positions, (q, k, v) => ops.attention(q, k, v, { causal: true, cuSeqlensQ: cu, cuSeqlensK: cu }).out);
-        x.dispose();
+        const acts = opts.train ? new Map<string, Tensor>([['x', x]]) : undefined;
+        const next = this.#layer(l, x, positions, (q, k, v) => {
+          const r = ops.attention(q, k, v, { causal: true, cuSeqlensQ: cu, cuSeqlensK: cu });
+          if (!acts) r.lse.dispose();
+          return acts ? r : { out: r.out };
+        }, acts);
+        if (acts) layers.push(acts);
+        else x.dispose();
         x = next;
       }
-      if (opts.returnHidden) {
-        const h = x;
+      if (!opts.returnHidden && !opts.train) return this.#head(x);
+      const { y, rrms } = ops.rmsNorm(x, this.#weight('model.norm.weight'), { eps: this.config.rmsEps });
+      if (opts.train) {
+        this.#acts = { ids: Tensor.from(tokens, [T], { dtype: 'i32', device: this.device }), cu, positions, layers: [...layers], xFinal: x, rrmsFinal: rrms };
         x = undefined as unknown as Tensor;
-        return h;
+        layers.length = 0;
+        return opts.returnHidden ? y : this.#logitsOf(y);
       }
-      return this.#head(x);
+      rrms.dispose();
+      return y;
     } finally {
       x?.dispose();
-      positions.dispose();
+      for (const m of layers) for (const t of m.values()) t.dispose();
+      if (!this.#acts || this.#acts.positions !== positions) positions.dispose();
+    }
+  }
+
+  #logitsOf(hidden: Tensor): Tensor {
+    try {
+      return ops.matmul(hidden, this.lmHead, { transB: true, outDtype: 'f32' });
+    } finally {
+      hidden.dispose();
+    }
+  }
+
+  #dropActivations(): void {
+    const a = this.#acts;
+    if (!a) return;
+    this.#acts = undefined;
+    for (const m of a.layers) for (const t of m.values()) t.dispose();
+    for (const t of [a.ids, a.positions, a.xFinal, a.rrmsFinal]) t.dispose();
+  }
+
+  /** f32 gradients, by parameter name, accumulated by backward() until zeroGrad(). */
+  gradients(): Map<string, Tensor> {
+    if (this.#grads.size === 0) for (const [name, w] of this.#w) this.#grads.set(name, Tensor.zeros(w.shape, { device: this.device }));
+    return new Map(this.#grads);
+  }
+
+  zeroGrad(): void {
+    for (const [name, g] of this.#grads) {
+      g.dispose();
+      this.#grads.set(name, Tensor.zeros(this.#w.get(name)!.shape, { device: this.device }));
+    }
+  }
+
+  /**
+   * Backpropagates from the gradient of the last training forward's hidden states (T, dim) and, optionally, of the
+   * LM head (V, dim) (from `ops.policyLoss`; a tied head's goes to the embedding), adding into gradients().
+   * Frees the activations.
+   */
+  backward(dHidden: Tensor, dLmHead?: Tensor): void {
+    const a = this.#acts;
+    if (!a) throw new Error('CausalLM.backward: no training forward to go back through (call forward(ids, { train: true }) first)');
+    const c = this.config, T = a.ids.size;
+    if (!Tensor.isTensor(dHidden) || dHidden.ndim !== 2 || dHidden.shape[0] !== T || dHidden.shape[1] !== c.dim) throw new RangeError(`CausalLM.backward: dHidden must be (${T}, ${c.dim})`);
+    const grads = this.gradients();
+    const grad = (name: string) => grads.get(name)!;
+    const tmp: Tensor[] = [];
+    const keep = <X extends Tensor>(t: X): X => (tmp.push(t), t);
+    /** dW (out, in) += dy^T x for y = x W^T; returns dx = dy W. */
+    const linearBack = (dy: Tensor, x: Tensor, name: string, dxOut?: Tensor, accumulate = false): Tensor => {
+      ops.matmul(dy, x, { transA: true, out: grad(name), beta: 1, outDtype: 'f32' });
+      return ops.matmul(dy, this.#weight(name), accumulate ? { out: dxOut!, beta: 1 } : {});
+    };
+    try {
+      if (dLmHead) {
+        const head = c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+        ops.add(grad(head), dLmHead, { out: grad(head) });
+      }
+      // final norm
+      let dx = ops.rmsNormBackward(dHidden, a.xFinal, this.#weight('model.norm.weight'), a.rrmsFinal, { dwOut: grad('model.norm.weight'), accumulate: true }).dx;
+      const rope = { convention: c.ropeConvention, theta: c.ropeTheta, positions: a.positions };
+      for (let l = c.layers - 1; l >= 0; l--) {
+        const m = a.layers[l]!, p = `model.layers.${l}.`, act = (n: string) => m.get(n)!;
+        // MLP: x2 = x1 + down(swiglu(gate(h2), up(h2)))
+        const da = keep(linearBack(dx, act('a'), `${p}mlp.down_proj.weight`));
+        const { dgate, dup } = ops.swigluBackward(da, act('g'), act('u'));
+        keep(dgate);
+        keep(dup);
+        const dh2 = keep(linearBack(dgate, act('h2'), `${p}mlp.gate_proj.weight`));
+        linearBack(dup, act('h2'), `${p}mlp.up_proj.weight`, dh2, true);
+        const dn2 = keep(ops.rmsNormBackward(dh2, act('x1'), this.#weight(`${p}post_attention_layernorm.weight`), act('rrms2'), { dwOut: grad(`${p}post_attention_layernorm.weight`), accumulate: true }).dx);
+        const dx1 = keep(ops.add(dx, dn2));
+        dx.dispose();
+        // attention: x1 = x + o(att(rope(q(h)), rope(k(h)), v(h)))
+        const datt = keep(linearBack(dx1, act('att2'), `${p}self_attn.o_proj.weight`));
+        const datt3 = keep(datt.reshape([T, c.heads, c.headDim]));
+        const { dq, dk, dv } = ops.attentionBackward(datt3, act('q'), act('k'), act('v'), act('att'), act('lse'), { causal: true, cuSeqlensQ: a.cu, cuSeqlensK: a.cu });
+        keep(dq);
+        keep(dk);
+        keep(dv);
+        ops.ropeBackward(dq, { ...rope, out: dq });
+        ops.ropeBackward(dk, { ...rope, out: dk });
+        const dq2 = keep(dq.reshape([T, c.heads * c.headDim]));
+        const dk2 = keep(dk.reshape([T, c.kvHeads * c.headDim]));
+        const dv2 = keep(dv.reshape([T, c.kvHeads * c.headDim]));
+        const dh = keep(linearBack(dq2, act('h'), `${p}self_attn.q_proj.weight`));
+        linearBack(dk2, act('h'), `${p}self_attn.k_proj.weight`, dh, true);
+        linearBack(dv2, act('h'), `${p}self_attn.v_proj.weight`, dh, true);
+        const dn1 = keep(ops.rmsNormBackward(dh, act('x'), this.#weight(`${p}input_layernorm.weight`), act('rrms'), { dwOut: grad(`${p}input_layernorm.weight`), accumulate: true }).dx);
+        dx = ops.add(dx1, dn1);
+        for (const t of tmp.splice(0)) t.dispose();
+      }
+      ops.embeddingBackward(dx, a.ids, c.vocabSize, { out: grad('model.embed_tokens.weight'), accumulate: true });
+      dx.dispose();
+    } finally {
+      for (const t of tmp) t.dispose();
+      this.#dropActivations();
     }
   }
 
@@ -267,7 +386,7 @@ export class CausalLM {
       for (let l = 0; l < c.layers; l++) {
         const next = this.#layer(l, x, positions, (q, k, v) => {
           cache.write(ids, l, k, v);
-          return ops.pagedAttention(q, cache, l, ids, { cuSeqlensQ: cu });
+          return { out: ops.pagedAttention(q, cache, l, ids, { cuSeqlensQ: cu }) };
         });
         x.dispose();
         x = next;
@@ -293,7 +412,8 @@ export class CausalLM {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const t of this.#w.values()) t.dispose();
+    this.#dropActivations();
+    for (const t of [...this.#w.values(), ...this.#grads.values()]) t.dispose();
   }
 
   [Symbol.dispose](): void {
