@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CausalLM, Llama2cTokenizer, Tensor, loadModel, ops, type ModelConfig } from '../src/index.js';
+import { AdamW, CausalLM, Llama2cTokenizer, Tensor, loadModel, ops, type ModelConfig } from '../src/index.js';
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { sample } from '../src/model/model.js';
 import { gpuRun } from './helpers.js';
@@ -184,6 +184,8 @@ interface TinyGolden {
   logits: number[];
   params: Record<string, { shape: number[]; data: number[] }>;
   grads: Record<string, number[]>;
+  targets: number[];
+  adamLosses: number[];
 }
 
 describe('training forward and backward against PyTorch autograd (tiny random Llama, two packed sequences)', () => {
@@ -224,6 +226,39 @@ describe('training forward and backward against PyTorch autograd (tiny random Ll
     model.zeroGrad();
     expect((await model.gradients().get('model.norm.weight')!.toFloat32Array()).every((x) => x === 0)).toBe(true);
     for (const t of [hidden, R, logits, dHidden, dLmHead, h2]) t.dispose();
+    model.dispose();
+  });
+
+  it('five AdamW steps on the next-token loss (the policy-loss op with advantage 1) track PyTorch', async () => {
+    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
+    const config: ModelConfig = {
+      architecture: 'llama', ...g.config, maxSeqLen: 64, ropeTheta: 10000, ropeConvention: 'interleaved', rmsEps: 1e-5,
+      tiedEmbeddings: true, qkNorm: false, qkvBias: false,
+    };
+    const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
+    const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu' });
+    const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+    const T = g.ids.length, cuSeqlens = [0, g.lens[0]!, T];
+    const losses: number[] = [];
+    for (let step = 0; step < 5; step++) {
+      model.zeroGrad();
+      const hidden = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
+      // one sequence for the loss: token-mean over all T targets, as cross_entropy's mean
+      const r = ops.policyLoss({ hidden, weight: model.lmHead, targets: g.targets, advantages: new Float32Array(T).fill(1), cuSeqlens: [0, T], aggregation: 'token-mean' });
+      losses.push(await r.nll.item());
+      model.backward(r.dHidden!, r.dWeight!);
+      opt.update(model.gradients());
+      for (const t of [hidden, r.loss, r.nll, r.logp, r.entropy, r.dHidden!, r.dWeight!]) t.dispose();
+    }
+    for (let i = 0; i < 5; i++) expect(Math.abs(losses[i]! - g.adamLosses[i]!) / g.adamLosses[i]!, `step ${i}`).toBeLessThan(1e-4);
+    const state = await opt.state();
+    expect(state.step).toBe(5);
+    const again = new AdamW(model.parameters(), { lr: 1e-2 });
+    again.loadState(state);
+    expect(again.step).toBe(5);
+    expect(() => again.loadState({ step: 1, m: new Map(), v: new Map() })).toThrow(/missing or has the wrong size/);
+    opt.dispose();
+    again.dispose();
     model.dispose();
   });
 });

@@ -67,6 +67,36 @@ for l in range(layers):
     x = x + (torch.nn.functional.silu(h @ P[p + 'mlp.gate_proj.weight'].T) * (h @ P[p + 'mlp.up_proj.weight'].T)) @ P[p + 'mlp.down_proj.weight'].T
 logits = rmsnorm(x, P['model.norm.weight']) @ P['model.embed_tokens.weight'].T
 (logits * R).sum().backward()
+# Five AdamW steps on the mean cross-entropy of next tokens (targets: a fixed random sequence), from the same start.
+targets = torch.randint(0, V, (T,))
+start = {n: t.detach().clone() for n, t in P.items()}
+
+
+def forward_logits(P):
+    x = P['model.embed_tokens.weight'][ids]
+    for l in range(layers):
+        p = f'model.layers.{l}.'
+        h = rmsnorm(x, P[p + 'input_layernorm.weight'])
+        q = rope((h @ P[p + 'self_attn.q_proj.weight'].T).reshape(T, heads, hd), pos)
+        k = rope((h @ P[p + 'self_attn.k_proj.weight'].T).reshape(T, kv, hd), pos).repeat_interleave(heads // kv, 1)
+        v = (h @ P[p + 'self_attn.v_proj.weight'].T).reshape(T, kv, hd).repeat_interleave(heads // kv, 1)
+        s = (torch.einsum('thd,shd->hts', q, k) / hd ** 0.5).masked_fill(~allowed[None], float('-inf'))
+        x = x + torch.einsum('hts,shd->thd', torch.softmax(s, -1), v).reshape(T, heads * hd) @ P[p + 'self_attn.o_proj.weight'].T
+        h = rmsnorm(x, P[p + 'post_attention_layernorm.weight'])
+        x = x + (torch.nn.functional.silu(h @ P[p + 'mlp.gate_proj.weight'].T) * (h @ P[p + 'mlp.up_proj.weight'].T)) @ P[p + 'mlp.down_proj.weight'].T
+    return rmsnorm(x, P['model.norm.weight']) @ P['model.embed_tokens.weight'].T
+
+
+Q = {n: t.clone().requires_grad_() for n, t in start.items()}
+opt = torch.optim.AdamW(list(Q.values()), lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+adam_losses = []
+for _ in range(5):
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(forward_logits(Q), targets)
+    adam_losses.append(float(loss))
+    loss.backward()
+    opt.step()
+
 flat = lambda t: [float('%.9g' % v) for v in t.detach().reshape(-1)]
 out = {
     'source': 'scripts/golden/tiny_llama.py (PyTorch %s, float64 autograd)' % torch.__version__,
@@ -74,6 +104,7 @@ out = {
     'lens': lens, 'ids': [int(i) for i in ids], 'R': flat(R), 'logits': flat(logits),
     'params': {n: {'shape': list(t.shape), 'data': flat(t)} for n, t in P.items()},
     'grads': {n: flat(t.grad) for n, t in P.items()},
+    'targets': [int(i) for i in targets], 'adamLosses': adam_losses,
 }
 dst = os.path.join(os.path.dirname(__file__), '..', '..', 'tests', 'goldens', 'tiny_llama.json')
 json.dump(out, open(dst, 'w'))

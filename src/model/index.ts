@@ -8,6 +8,7 @@ import { CausalLM } from './model.js';
 export { CausalLM, sample, type GenerateOptions, type Generation } from './model.js';
 export { type ModelConfig, checkConfig } from './config.js';
 export { readLlama2c, parseLlama2c, type HostWeights } from './llama2c.js';
+export { AdamW, type AdamWOptions, type AdamWState } from './optim.js';
 
 export interface LoadOptions {
   /** A tokenizer file (llama2.c `tokenizer.bin` / `tok512.bin`). */
