@@ -2,11 +2,13 @@
 // present): the tokenizer against a Python port of run.c, logits and 200-position greedy continuations against a
 // float64 PyTorch forward (scripts/golden/model.py), generation through the KV cache against full recomputation,
 // batching, sampling statistics, and corrupt files.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdamW, CausalLM, Llama2cTokenizer, Tensor, loadModel, ops, type ModelConfig } from '../src/index.js';
 import { parseLlama2c } from '../src/model/llama2c.js';
+import { parseSafetensors } from '../src/model/safetensors.js';
 import { sample } from '../src/model/model.js';
 import { gpuRun } from './helpers.js';
 import { Random } from '../src/rl/random.js';
@@ -260,5 +262,65 @@ describe('training forward and backward against PyTorch autograd (tiny random Ll
     opt.dispose();
     again.dispose();
     model.dispose();
+  });
+});
+
+describe('Hugging Face folders and safetensors', () => {
+  const tiny = () => {
+    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
+    const config: ModelConfig = {
+      architecture: 'llama', ...g.config, maxSeqLen: 64, ropeTheta: 10000, ropeConvention: 'interleaved', rmsEps: 1e-5,
+      tiedEmbeddings: true, qkNorm: false, qkvBias: false, bosId: 1, eosIds: [2],
+    };
+    const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
+    return { g, model: CausalLM.fromHost({ config, tensors }, { device: 'cpu' }) };
+  };
+
+  it('save then load gives the same logits (interleaved RoPE rows permuted to Hugging Face pairs)', async () => {
+    const { g, model } = tiny();
+    const dir = mkdtempSync(join(tmpdir(), 'qwenlong-hf-'));
+    try {
+      await model.save(dir);
+      const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      expect(cfg).toMatchObject({ model_type: 'llama', hidden_size: 32, num_key_value_heads: 2, tie_word_embeddings: true });
+      const { model: back } = loadModel(dir, { device: 'cpu' });
+      expect(back.config.ropeConvention).toBe('half');
+      const a = await model.forward(g.ids, { cuSeqlens: [0, g.lens[0]!, g.ids.length] }).toFloat32Array();
+      const b = await back.forward(g.ids, { cuSeqlens: [0, g.lens[0]!, g.ids.length] }).toFloat32Array();
+      let err = 0;
+      for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!));
+      expect(err).toBeLessThan(1e-5);
+      back.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      model.dispose();
+    }
+  });
+
+  it('refuses corrupt files and mismatched configs with the reason', async () => {
+    const { model } = tiny();
+    const dir = mkdtempSync(join(tmpdir(), 'qwenlong-hf-'));
+    try {
+      await model.save(dir);
+      const st = readFileSync(join(dir, 'model.safetensors'));
+      expect(() => parseSafetensors(st.subarray(0, 4))).toThrow(/shorter than its 8-byte header/);
+      expect(() => parseSafetensors(st.subarray(0, st.length - 16))).toThrow(/data_offsets/);
+      const badJson = Buffer.from(st);
+      badJson[8] = 0x78; // 'x' where the header's '{' was
+      expect(() => parseSafetensors(badJson)).toThrow(/header is not JSON/);
+      const huge = Buffer.from(st);
+      huge.writeBigUInt64LE(BigInt(st.length), 0);
+      expect(() => parseSafetensors(huge)).toThrow(/runs past the file/);
+      const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: 50 }));
+      expect(() => loadModel(dir)).toThrow(/mlp.gate_proj.weight has shape \[48, 32\], config.json implies \[50, 32\]/);
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'qwen3' }));
+      expect(() => loadModel(dir)).toThrow(/model_type 'qwen3' is not supported yet/);
+      writeFileSync(join(dir, 'config.json'), '{ not json');
+      expect(() => loadModel(dir)).toThrow(/config.json is not JSON/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      model.dispose();
+    }
   });
 });

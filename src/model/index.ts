@@ -3,11 +3,14 @@ import { existsSync, statSync } from 'node:fs';
 import type { Device } from '../native/device.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
 import { readLlama2c } from './llama2c.js';
+import { readHfFolder } from './hf.js';
 import { CausalLM } from './model.js';
 
 export { CausalLM, sample, type GenerateOptions, type Generation } from './model.js';
 export { type ModelConfig, checkConfig } from './config.js';
 export { readLlama2c, parseLlama2c, type HostWeights } from './llama2c.js';
+export { readHfFolder, writeHfFolder } from './hf.js';
+export { readSafetensors, parseSafetensors, writeSafetensors, type HostTensor } from './safetensors.js';
 export { AdamW, type AdamWOptions, type AdamWState } from './optim.js';
 
 export interface LoadOptions {
@@ -18,13 +21,12 @@ export interface LoadOptions {
 }
 
 /**
- * Loads a model: today a llama2.c checkpoint file (`model.bin`); Hugging Face folders (config.json + safetensors)
- * come with the training half of the engine. Returns the model and, when `tokenizer` is given, its tokenizer.
+ * Loads a model: a llama2.c checkpoint file (`model.bin`) or a Hugging Face Llama folder (config.json +
+ * safetensors). Returns the model and, when `tokenizer` is given (a llama2.c tokenizer file), its tokenizer.
  */
 export function loadModel(path: string, opts: LoadOptions = {}): { model: CausalLM; tokenizer?: Llama2cTokenizer } {
   if (typeof path !== 'string' || !existsSync(path)) throw new Error(`loadModel: no file at ${String(path)}`);
-  if (statSync(path).isDirectory()) throw new Error(`loadModel: ${path} is a folder; Hugging Face folders are not supported yet (give a llama2.c .bin file)`);
-  const host = readLlama2c(path);
+  const host = statSync(path).isDirectory() ? readHfFolder(path) : readLlama2c(path);
   const tokenizer = opts.tokenizer === undefined ? undefined : Llama2cTokenizer.fromFile(opts.tokenizer, host.config.vocabSize);
   return { model: CausalLM.fromHost(host, { device: opts.device, dtype: opts.dtype }), tokenizer };
 }

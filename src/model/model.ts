@@ -10,6 +10,7 @@ import { PagedKVCache } from '../ops/kv_cache.js';
 import { Random } from '../rl/random.js';
 import type { ModelConfig } from './config.js';
 import type { HostWeights } from './llama2c.js';
+import { writeHfFolder } from './hf.js';
 
 export interface GenerateOptions {
   /** New tokens per sequence at most (default 256; never past the model's maxSeqLen). */
@@ -407,6 +408,18 @@ export class CausalLM {
       positions.dispose();
       lastRows.dispose();
     }
+  }
+
+  /** The weights on the host (f32), as loaded or trained. */
+  async hostWeights(): Promise<HostWeights> {
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, t] of this.#w) tensors.set(name, { shape: [...t.shape], data: await t.toFloat32Array() });
+    return { config: { ...this.config }, tensors };
+  }
+
+  /** Saves a Hugging Face folder (config.json + model.safetensors, Llama names) that loadModel and transformers read. */
+  async save(dir: string): Promise<void> {
+    writeHfFolder(dir, await this.hostWeights());
   }
 
   dispose(): void {
