@@ -14,4 +14,4 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export QWENLONG_ADDON="$PWD/build-sanitize/Release/qwenlong.node"
 # The attention suite is left out: under ASan at -O1 its shape sweep takes over 5 minutes on 2 cores (the budget).
 # Its binding's argument checks are exercised by the fuzz test here; its kernels run in the regular suite only.
-exec npx vitest run tests/tensor.test.ts tests/add.test.ts tests/dense.test.ts tests/matmul.test.ts tests/policy_loss.test.ts tests/errors.test.ts tests/fuzz.test.ts "$@"
+exec npx vitest run tests/tensor.test.ts tests/add.test.ts tests/dense.test.ts tests/matmul.test.ts tests/policy_loss.test.ts tests/errors.test.ts tests/fuzz.test.ts tests/kv_cache.test.ts tests/model.test.ts "$@"
