@@ -115,7 +115,57 @@ def case_attention(c, quick):
     return timed(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True), quick, **runs)
 
 
-CASES = {"add": case_add, "matmul": case_matmul, "policy_loss": case_policy_loss, "attention": case_attention}
+def case_train_step(c, quick):
+    """One training step of a Llama-style decoder in eager PyTorch: forward over B packed-as-batch sequences of T
+    tokens (causal softmax attention), mean next-token cross-entropy, backward, AdamW."""
+    import torch.nn.functional as F
+    V, dim, hidden, layers, heads = int(c["V"]), int(c["dim"]), int(c["hidden"]), int(c["layers"]), int(c["heads"])
+    B, T = int(c["B"]), int(c["T"])
+    hd = dim // heads
+    g = torch.Generator().manual_seed(0)
+    mk = lambda *s: (torch.randn(*s, generator=g) * 0.02).requires_grad_()
+    P = {"emb": mk(V, dim), "norm": torch.ones(dim, requires_grad=True)}
+    for l in range(layers):
+        for n, s in {"n1": (dim,), "n2": (dim,)}.items():
+            P[f"{l}.{n}"] = torch.ones(*s, requires_grad=True)
+        for n, s in {"q": (dim, dim), "k": (dim, dim), "v": (dim, dim), "o": (dim, dim), "g": (hidden, dim), "u": (hidden, dim), "d": (dim, hidden)}.items():
+            P[f"{l}.{n}"] = mk(*s)
+    opt = torch.optim.AdamW(list(P.values()), lr=1e-4)
+    ids = torch.randint(0, V, (B, T), generator=g)
+    targets = torch.randint(0, V, (B, T), generator=g)
+    pos = torch.arange(T)
+    inv = 1.0 / (10000.0 ** (torch.arange(0, hd, 2).float() / hd))
+    ang = pos[:, None].float() * inv[None, :]
+    cos, sin = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
+    mask = torch.full((T, T), float("-inf")).triu(1)
+
+    def rope(x):  # (B, T, H, hd), interleaved pairs
+        a, b = x[..., 0::2], x[..., 1::2]
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], -1).flatten(-2)
+
+    def rms(x, w):
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-5) * w
+
+    def step():
+        opt.zero_grad()
+        x = P["emb"][ids]
+        for l in range(layers):
+            h = rms(x, P[f"{l}.n1"])
+            q = rope((h @ P[f"{l}.q"].t()).view(B, T, heads, hd)).transpose(1, 2)
+            k = rope((h @ P[f"{l}.k"].t()).view(B, T, heads, hd)).transpose(1, 2)
+            v = (h @ P[f"{l}.v"].t()).view(B, T, heads, hd).transpose(1, 2)
+            att = torch.softmax(q @ k.transpose(-1, -2) / hd ** 0.5 + mask, -1) @ v
+            x = x + att.transpose(1, 2).reshape(B, T, dim) @ P[f"{l}.o"].t()
+            h = rms(x, P[f"{l}.n2"])
+            x = x + (F.silu(h @ P[f"{l}.g"].t()) * (h @ P[f"{l}.u"].t())) @ P[f"{l}.d"].t()
+        logits = rms(x, P["norm"]) @ P["emb"].t()
+        F.cross_entropy(logits.view(-1, V), targets.view(-1)).backward()
+        opt.step()
+
+    return timed(step, quick, warmup=1, min_samples=3, min_time=0)
+
+
+CASES = {"train_step": case_train_step, "add": case_add, "matmul": case_matmul, "policy_loss": case_policy_loss, "attention": case_attention}
 
 
 def main():
