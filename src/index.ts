@@ -11,5 +11,6 @@ export * as ops from './ops/index.js';
 export { PagedKVCache, type PagedKVCacheOptions, type PagedKVCacheStats } from './ops/kv_cache.js';
 export { TaskBalancedSampler, AepoController, Random, rewards, computePolicyLoss, type ScoredRollout, type PolicyLossBatch, type PolicyLossResult } from './rl/index.js';
 export * as synth from './synth/index.js';
+export { responseRows, gatherRows, scatterRows, type ResponseRows } from './model/index.js';
 export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type ModelConfig, type GenerateOptions, type Generation, type LoadOptions } from './model/index.js';
 export { Llama2cTokenizer } from './tokenizer/llama2c.js';

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AdamW, CausalLM, Llama2cTokenizer, Tensor, loadModel, ops, type ModelConfig } from '../src/index.js';
+import { AdamW, CausalLM, Llama2cTokenizer, Tensor, gatherRows, loadModel, ops, responseRows, scatterRows, type ModelConfig } from '../src/index.js';
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { parseSafetensors } from '../src/model/safetensors.js';
 import { sample } from '../src/model/model.js';
@@ -262,6 +262,36 @@ describe('training forward and backward against PyTorch autograd (tiny random Ll
     opt.dispose();
     again.dispose();
     model.dispose();
+  });
+});
+
+describe('response rows (the one-token shift) for the policy loss', () => {
+  it('the loss on gathered response rows, scattered back, equals the loss over all rows with prompts masked', async () => {
+    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
+    const T = g.ids.length, cu = [0, g.lens[0]!, T], prompts = [3, 5];
+    const hidden = Tensor.from(Float32Array.from({ length: T * 32 }, (_, i) => Math.sin(i * 0.7) * 0.3), [T, 32], { device: 'cpu' });
+    const head = Tensor.from(Float32Array.from({ length: 40 * 32 }, (_, i) => Math.cos(i * 0.3) * 0.3), [40, 32], { device: 'cpu' });
+    const r = responseRows(g.ids, cu, prompts);
+    expect(Array.from(r.cuSeqlens)).toEqual([0, g.lens[0]! - 3, T - 3 - 5]);
+    expect(Array.from(r.rows.slice(0, 2))).toEqual([2, 3]);
+    expect(Array.from(r.targets.slice(0, 2))).toEqual([g.ids[3], g.ids[4]]);
+    const adv = new Float32Array(r.rows.length).fill(0.5);
+    const sub = gatherRows(hidden, r.rows);
+    const a = ops.policyLoss({ hidden: sub, weight: head, targets: r.targets, advantages: adv, cuSeqlens: r.cuSeqlens, aggregation: 'token-mean' });
+    const dFull = scatterRows(a.dHidden!, r.rows, T);
+    // the same through every row: targets shifted by one, prompt rows and each sequence's last row masked out
+    const targets = new Int32Array(T), mask = new Float32Array(T), advFull = new Float32Array(T).fill(0.5);
+    for (let i = 0; i < r.rows.length; i++) {
+      targets[r.rows[i]!] = r.targets[i]!;
+      mask[r.rows[i]!] = 1;
+    }
+    const b = ops.policyLoss({ hidden, weight: head, targets, advantages: advFull, cuSeqlens: [0, T], tokenMask: mask, aggregation: 'token-mean' });
+    expect(await a.loss.item()).toBeCloseTo(await b.loss.item(), 6);
+    const x = await dFull.toFloat32Array(), y = await b.dHidden!.toFloat32Array();
+    for (let i = 0; i < x.length; i++) expect(Math.abs(x[i]! - y[i]!)).toBeLessThan(1e-6);
+    const wx = await a.dWeight!.toFloat32Array(), wy = await b.dWeight!.toFloat32Array();
+    for (let i = 0; i < wx.length; i++) expect(Math.abs(wx[i]! - wy[i]!)).toBeLessThan(1e-6);
+    expect(() => responseRows(g.ids, cu, [0, 5])).toThrow(/prompt length 0 of sequence 0/);
   });
 });
 

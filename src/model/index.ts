@@ -11,6 +11,7 @@ export { type ModelConfig, checkConfig } from './config.js';
 export { readLlama2c, parseLlama2c, type HostWeights } from './llama2c.js';
 export { readHfFolder, writeHfFolder } from './hf.js';
 export { readSafetensors, parseSafetensors, writeSafetensors, type HostTensor } from './safetensors.js';
+export { responseRows, gatherRows, scatterRows, type ResponseRows } from './response.js';
 export { AdamW, type AdamWOptions, type AdamWState } from './optim.js';
 
 export interface LoadOptions {
