@@ -179,7 +179,7 @@ describe.runIf(present && gpuRun())('stories260K on CUDA (bf16)', () => {
 });
 
 interface TinyGolden {
-  config: { vocabSize: number; dim: number; hiddenDim: number; layers: number; heads: number; kvHeads: number; headDim: number };
+  config: ModelConfig;
   lens: number[];
   ids: number[];
   R: number[];
@@ -190,15 +190,13 @@ interface TinyGolden {
   adamLosses: number[];
 }
 
-describe('training forward and backward against PyTorch autograd (tiny random Llama, two packed sequences)', () => {
+const tinyGolden = (variant: string) => JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', `tiny_${variant}.json`), 'utf8')) as TinyGolden;
+
+describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward against PyTorch autograd (tiny random %s, two packed sequences)', (variant) => {
   it('logits and the gradient of every parameter match float64 autograd', async () => {
-    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
-    const config: ModelConfig = {
-      architecture: 'llama', ...g.config, maxSeqLen: 64, ropeTheta: 10000, ropeConvention: 'interleaved', rmsEps: 1e-5,
-      tiedEmbeddings: true, qkNorm: false, qkvBias: false,
-    };
+    const g = tinyGolden(variant);
     const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
-    const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu' });
+    const model = CausalLM.fromHost({ config: g.config, tensors }, { device: 'cpu' });
     const T = g.ids.length, V = g.config.vocabSize;
     const cuSeqlens = [0, g.lens[0]!, T];
     const hidden = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
@@ -232,13 +230,9 @@ describe('training forward and backward against PyTorch autograd (tiny random Ll
   });
 
   it('five AdamW steps on the next-token loss (the policy-loss op with advantage 1) track PyTorch', async () => {
-    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
-    const config: ModelConfig = {
-      architecture: 'llama', ...g.config, maxSeqLen: 64, ropeTheta: 10000, ropeConvention: 'interleaved', rmsEps: 1e-5,
-      tiedEmbeddings: true, qkNorm: false, qkvBias: false,
-    };
+    const g = tinyGolden(variant);
     const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
-    const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu' });
+    const model = CausalLM.fromHost({ config: g.config, tensors }, { device: 'cpu' });
     const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
     const T = g.ids.length, cuSeqlens = [0, g.lens[0]!, T];
     const losses: number[] = [];
@@ -267,7 +261,7 @@ describe('training forward and backward against PyTorch autograd (tiny random Ll
 
 describe('response rows (the one-token shift) for the policy loss', () => {
   it('the loss on gathered response rows, scattered back, equals the loss over all rows with prompts masked', async () => {
-    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
+    const g = tinyGolden('llama');
     const T = g.ids.length, cu = [0, g.lens[0]!, T], prompts = [3, 5];
     const hidden = Tensor.from(Float32Array.from({ length: T * 32 }, (_, i) => Math.sin(i * 0.7) * 0.3), [T, 32], { device: 'cpu' });
     const head = Tensor.from(Float32Array.from({ length: 40 * 32 }, (_, i) => Math.cos(i * 0.3) * 0.3), [40, 32], { device: 'cpu' });
@@ -296,23 +290,19 @@ describe('response rows (the one-token shift) for the policy loss', () => {
 });
 
 describe('Hugging Face folders and safetensors', () => {
-  const tiny = () => {
-    const g = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'tiny_llama.json'), 'utf8')) as TinyGolden;
-    const config: ModelConfig = {
-      architecture: 'llama', ...g.config, maxSeqLen: 64, ropeTheta: 10000, ropeConvention: 'interleaved', rmsEps: 1e-5,
-      tiedEmbeddings: true, qkNorm: false, qkvBias: false, bosId: 1, eosIds: [2],
-    };
+  const tiny = (variant = 'llama') => {
+    const g = tinyGolden(variant);
     const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
-    return { g, model: CausalLM.fromHost({ config, tensors }, { device: 'cpu' }) };
+    return { g, model: CausalLM.fromHost({ config: { ...g.config, bosId: 1, eosIds: [2] }, tensors }, { device: 'cpu' }) };
   };
 
-  it('save then load gives the same logits (interleaved RoPE rows permuted to Hugging Face pairs)', async () => {
-    const { g, model } = tiny();
+  it.each(['llama', 'qwen3', 'qwen2'])('%s: save then load gives the same logits (llama2.c-style interleaved RoPE rows are permuted to Hugging Face pairs)', async (variant) => {
+    const { g, model } = tiny(variant);
     const dir = mkdtempSync(join(tmpdir(), 'qwenlong-hf-'));
     try {
       await model.save(dir);
       const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-      expect(cfg).toMatchObject({ model_type: 'llama', hidden_size: 32, num_key_value_heads: 2, tie_word_embeddings: true });
+      expect(cfg).toMatchObject({ model_type: variant, hidden_size: 16, num_key_value_heads: 2, tie_word_embeddings: g.config.tiedEmbeddings });
       const { model: back } = loadModel(dir, { device: 'cpu' });
       expect(back.config.ropeConvention).toBe('half');
       const a = await model.forward(g.ids, { cuSeqlens: [0, g.lens[0]!, g.ids.length] }).toFloat32Array();
@@ -343,9 +333,11 @@ describe('Hugging Face folders and safetensors', () => {
       expect(() => parseSafetensors(huge)).toThrow(/runs past the file/);
       const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
       writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: 50 }));
-      expect(() => loadModel(dir)).toThrow(/mlp.gate_proj.weight has shape \[48, 32\], config.json implies \[50, 32\]/);
+      expect(() => loadModel(dir)).toThrow(/mlp.gate_proj.weight has shape \[32, 16\], config.json implies \[50, 16\]/);
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'gpt2' }));
+      expect(() => loadModel(dir)).toThrow(/model_type 'gpt2' is not supported/);
       writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'qwen3' }));
-      expect(() => loadModel(dir)).toThrow(/model_type 'qwen3' is not supported yet/);
+      expect(() => loadModel(dir)).toThrow(/no tensor model.layers.0.self_attn.q_norm.weight/);
       writeFileSync(join(dir, 'config.json'), '{ not json');
       expect(() => loadModel(dir)).toThrow(/config.json is not JSON/);
     } finally {

@@ -23,6 +23,15 @@ export function expectedShapes(c: ModelConfig): Map<string, number[]> {
     m.set(`${p}mlp.gate_proj.weight`, [c.hiddenDim, c.dim]);
     m.set(`${p}mlp.up_proj.weight`, [c.hiddenDim, c.dim]);
     m.set(`${p}mlp.down_proj.weight`, [c.dim, c.hiddenDim]);
+    if (c.qkNorm) {
+      m.set(`${p}self_attn.q_norm.weight`, [c.headDim]);
+      m.set(`${p}self_attn.k_norm.weight`, [c.headDim]);
+    }
+    if (c.qkvBias) {
+      m.set(`${p}self_attn.q_proj.bias`, [c.heads * c.headDim]);
+      m.set(`${p}self_attn.k_proj.bias`, [c.kvHeads * c.headDim]);
+      m.set(`${p}self_attn.v_proj.bias`, [c.kvHeads * c.headDim]);
+    }
   }
   if (!c.tiedEmbeddings) m.set('lm_head.weight', [c.vocabSize, c.dim]);
   return m;
@@ -39,9 +48,8 @@ export function readHfFolder(dir: string): HostWeights {
     throw new RangeError(`${what}: config.json is not JSON`);
   }
   const type = String(raw.model_type ?? '');
-  if (type !== 'llama') {
-    throw new RangeError(`${what}: model_type '${type}' is not supported yet (llama is; Qwen2's q/k/v bias and Qwen3's q/k norm come next)`);
-  }
+  if (type !== 'llama' && type !== 'qwen2' && type !== 'qwen3') throw new RangeError(`${what}: model_type '${type}' is not supported (llama, qwen2 and qwen3 are)`);
+  if (type === 'llama' && raw.attention_bias === true) throw new RangeError(`${what}: attention_bias on a llama model is not supported`);
   if (raw.rope_scaling) throw new RangeError(`${what}: rope_scaling is not supported yet`);
   const num = (k: string, dflt?: number): number => {
     const v = raw[k] ?? dflt;
@@ -51,10 +59,10 @@ export function readHfFolder(dir: string): HostWeights {
   const heads = num('num_attention_heads');
   const config = checkConfig(
     {
-      architecture: 'llama', vocabSize: num('vocab_size'), dim: num('hidden_size'), hiddenDim: num('intermediate_size'), layers: num('num_hidden_layers'),
+      architecture: type as ModelConfig['architecture'], vocabSize: num('vocab_size'), dim: num('hidden_size'), hiddenDim: num('intermediate_size'), layers: num('num_hidden_layers'),
       heads, kvHeads: num('num_key_value_heads', heads), headDim: num('head_dim', num('hidden_size') / heads), maxSeqLen: num('max_position_embeddings', 2048),
       ropeTheta: num('rope_theta', 10000), ropeConvention: 'half', rmsEps: num('rms_norm_eps', 1e-6), tiedEmbeddings: raw.tie_word_embeddings === true,
-      qkNorm: false, qkvBias: false, bosId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : undefined,
+      qkNorm: type === 'qwen3', qkvBias: type === 'qwen2', bosId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : undefined,
       eosIds: typeof raw.eos_token_id === 'number' ? [raw.eos_token_id] : Array.isArray(raw.eos_token_id) ? (raw.eos_token_id as number[]) : undefined,
     },
     what,
@@ -110,8 +118,9 @@ export function writeHfFolder(dir: string, host: HostWeights): void {
     tensors.set(name, t);
   }
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  const arch = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' }[c.architecture];
   const config = {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: c.vocabSize, hidden_size: c.dim, intermediate_size: c.hiddenDim,
+    architectures: [arch], model_type: c.architecture, vocab_size: c.vocabSize, hidden_size: c.dim, intermediate_size: c.hiddenDim,
     num_hidden_layers: c.layers, num_attention_heads: c.heads, num_key_value_heads: c.kvHeads, head_dim: c.headDim,
     max_position_embeddings: c.maxSeqLen, rope_theta: c.ropeTheta, rms_norm_eps: c.rmsEps, tie_word_embeddings: c.tiedEmbeddings,
     hidden_act: 'silu', torch_dtype: 'float32', ...(c.bosId !== undefined ? { bos_token_id: c.bosId } : {}),

@@ -111,12 +111,24 @@ export class CausalLM {
       const { y: h, rrms } = ops.rmsNorm(x, this.#weight(`${p}input_layernorm.weight`), { eps: c.rmsEps });
       keep(h, 'h');
       keep(rrms, 'rrms');
-      const q2 = keep(this.#linear(h, `${p}self_attn.q_proj.weight`));
-      const k2 = keep(this.#linear(h, `${p}self_attn.k_proj.weight`));
-      const v2 = keep(this.#linear(h, `${p}self_attn.v_proj.weight`));
-      const q = keep(q2.reshape([T, c.heads, c.headDim]), 'q');
-      const k = keep(k2.reshape([T, c.kvHeads, c.headDim]), 'k');
+      const proj = (n: 'q' | 'k' | 'v') => {
+        const y = keep(this.#linear(h, `${p}self_attn.${n}_proj.weight`));
+        if (c.qkvBias) this.#addBias(y, `${p}self_attn.${n}_proj.bias`);
+        return y;
+      };
+      const q2 = proj('q'), k2 = proj('k'), v2 = proj('v');
+      let q = keep(q2.reshape([T, c.heads, c.headDim]), c.qkNorm ? 'qpre' : 'q');
+      let k = keep(k2.reshape([T, c.kvHeads, c.headDim]), c.qkNorm ? 'kpre' : 'k');
       const v = keep(v2.reshape([T, c.kvHeads, c.headDim]), 'v');
+      if (c.qkNorm) {
+        // Qwen3: RMSNorm over each head of q and k, before RoPE
+        const qn = ops.rmsNorm(q, this.#weight(`${p}self_attn.q_norm.weight`), { eps: c.rmsEps });
+        const kn = ops.rmsNorm(k, this.#weight(`${p}self_attn.k_norm.weight`), { eps: c.rmsEps });
+        q = keep(qn.y, 'q');
+        keep(qn.rrms, 'qrrms');
+        k = keep(kn.y, 'k');
+        keep(kn.rrms, 'krrms');
+      }
       const rope = { convention: c.ropeConvention, theta: c.ropeTheta, positions };
       ops.rope(q, { ...rope, out: q });
       ops.rope(k, { ...rope, out: k });
@@ -136,6 +148,21 @@ export class CausalLM {
       return ops.add(x1, d);
     } finally {
       for (const t of tmp) t.dispose();
+    }
+  }
+
+  /** y (T, out) += bias (out) on every row, in place. */
+  #addBias(y: Tensor, name: string): void {
+    const b = this.#weight(name);
+    const table = b.reshape([1, b.size]);
+    const zeros = Tensor.zeros([y.shape[0]!], { dtype: 'i32', device: this.device });
+    try {
+      const rows = ops.embedding(zeros, table);
+      ops.add(y, rows, { out: y });
+      rows.dispose();
+    } finally {
+      zeros.dispose();
+      table.dispose();
     }
   }
 
@@ -289,9 +316,22 @@ export class CausalLM {
         keep(dv);
         ops.ropeBackward(dq, { ...rope, out: dq });
         ops.ropeBackward(dk, { ...rope, out: dk });
-        const dq2 = keep(dq.reshape([T, c.heads * c.headDim]));
-        const dk2 = keep(dk.reshape([T, c.kvHeads * c.headDim]));
+        let dqp = dq, dkp = dk;
+        if (c.qkNorm) {
+          dqp = keep(ops.rmsNormBackward(dq, act('qpre'), this.#weight(`${p}self_attn.q_norm.weight`), act('qrrms'), { dwOut: grad(`${p}self_attn.q_norm.weight`), accumulate: true }).dx);
+          dkp = keep(ops.rmsNormBackward(dk, act('kpre'), this.#weight(`${p}self_attn.k_norm.weight`), act('krrms'), { dwOut: grad(`${p}self_attn.k_norm.weight`), accumulate: true }).dx);
+        }
+        const dq2 = keep(dqp.reshape([T, c.heads * c.headDim]));
+        const dk2 = keep(dkp.reshape([T, c.kvHeads * c.headDim]));
         const dv2 = keep(dv.reshape([T, c.kvHeads * c.headDim]));
+        if (c.qkvBias) {
+          const ones = keep(Tensor.from(new Float32Array(T).fill(1), [1, T], { dtype: dq2.dtype, device: this.device }));
+          for (const [n, d] of [['q', dq2], ['k', dk2], ['v', dv2]] as const) {
+            const g = grad(`${p}self_attn.${n}_proj.bias`);
+            const g2 = keep(g.reshape([1, g.size]));
+            ops.matmul(ones, d, { out: g2, beta: 1, outDtype: 'f32' });
+          }
+        }
         const dh = keep(linearBack(dq2, act('h'), `${p}self_attn.q_proj.weight`));
         linearBack(dk2, act('h'), `${p}self_attn.k_proj.weight`, dh, true);
         linearBack(dv2, act('h'), `${p}self_attn.v_proj.weight`, dh, true);
