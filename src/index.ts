@@ -13,4 +13,4 @@ export { TaskBalancedSampler, AepoController, Random, rewards, computePolicyLoss
 export * as synth from './synth/index.js';
 export { responseRows, gatherRows, scatterRows, type ResponseRows } from './model/index.js';
 export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type ModelConfig, type GenerateOptions, type Generation, type LoadOptions } from './model/index.js';
-export { Llama2cTokenizer } from './tokenizer/llama2c.js';
+export { Llama2cTokenizer, HfTokenizer, WordTokenizer, loadTokenizer, PLAIN_CHAT_TEMPLATE, type TextTokenizer, type ChatMessage } from './tokenizer/index.js';

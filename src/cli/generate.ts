@@ -1,5 +1,5 @@
 /** `qwenlong generate`: text from a model, as llama2.c's run.c prints it (stdout: the text only; stderr: speed). */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { loadModel } from '../model/index.js';
@@ -17,9 +17,9 @@ function number(name: string, lo: number, hi: number, integer = false) {
 export function registerGenerateCommand(program: Command): void {
   program
     .command('generate')
-    .description('generate text with a model (llama2.c checkpoints today)')
-    .requiredOption('--model <path>', 'model file (llama2.c model.bin)')
-    .option('--tokenizer <path>', 'tokenizer file (default: tokenizer.bin or tok<vocab>.bin beside the model)')
+    .description('generate text with a model (a llama2.c checkpoint or a Hugging Face folder)')
+    .requiredOption('--model <path>', 'llama2.c model.bin, or a Hugging Face model folder')
+    .option('--tokenizer <path>', 'tokenizer (default: tokenizer.json in the model folder, or tokenizer.bin / tok<vocab>.bin beside a .bin model)')
     .option('--prompt <text>', 'text to continue (default: start from BOS alone)')
     .option('--steps <n>', 'positions in all, prompt included', number('steps', 1, 1 << 20, true), 256)
     .option('--temperature <t>', '0 is greedy', number('temperature', 0, 100), 1)
@@ -30,8 +30,12 @@ export function registerGenerateCommand(program: Command): void {
       if (!existsSync(opts.model)) throw new Error(`no model file at ${opts.model}`);
       let tokenizerPath = opts.tokenizer;
       if (tokenizerPath === undefined) {
-        const vocab = readLlama2c(opts.model).config.vocabSize;
-        tokenizerPath = [join(dirname(opts.model), 'tokenizer.bin'), join(dirname(opts.model), `tok${vocab}.bin`)].find((p) => existsSync(p));
+        if (statSync(opts.model).isDirectory()) {
+          tokenizerPath = existsSync(join(opts.model, 'tokenizer.json')) ? opts.model : undefined;
+        } else {
+          const vocab = readLlama2c(opts.model).config.vocabSize;
+          tokenizerPath = [join(dirname(opts.model), 'tokenizer.bin'), join(dirname(opts.model), `tok${vocab}.bin`)].find((p) => existsSync(p));
+        }
         if (!tokenizerPath) throw new Error(`no tokenizer beside ${opts.model}: give --tokenizer`);
       }
       const device = opts.device === undefined ? undefined : parseDevice(opts.device, '--device');

@@ -6,11 +6,14 @@
  * space after BOS and turns `<0xXX>` pieces back into bytes.
  */
 import { readFileSync } from 'node:fs';
+import { PLAIN_CHAT_TEMPLATE, renderChat, type ChatMessage, type TextTokenizer } from './hf.js';
 
 export const BOS = 1;
 export const EOS = 2;
 
-export class Llama2cTokenizer {
+export class Llama2cTokenizer implements TextTokenizer {
+  readonly bosId = BOS;
+  readonly eosIds: readonly number[] = [EOS];
   readonly pieces: readonly Uint8Array[];
   readonly scores: Float32Array;
   readonly maxTokenLength: number;
@@ -85,6 +88,11 @@ export class Llama2cTokenizer {
     }
     if (opts.eos) ids.push(EOS);
     return ids;
+  }
+
+  /** llama2.c models have no chat format: the plain fallback template. */
+  applyChatTemplate(messages: readonly ChatMessage[], opts: { addGenerationPrompt?: boolean } = {}): string {
+    return renderChat(PLAIN_CHAT_TEMPLATE, messages, opts.addGenerationPrompt ?? true);
   }
 
   /** The bytes of `token` as it prints after `prev` (run.c's decode). */

@@ -1,0 +1,19 @@
+/** Tokenizers: llama2.c's format, Hugging Face tokenizer.json (with chat templates), and word-level vocabularies. */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { HfTokenizer, type TextTokenizer } from './hf.js';
+import { Llama2cTokenizer } from './llama2c.js';
+
+export { Llama2cTokenizer, BOS, EOS } from './llama2c.js';
+export { HfTokenizer, PLAIN_CHAT_TEMPLATE, renderChat, type ChatMessage, type TextTokenizer } from './hf.js';
+export { WordTokenizer } from './word.js';
+
+/** A tokenizer from a path: a llama2.c `.bin` file, or a tokenizer.json (or a folder holding one). */
+export function loadTokenizer(path: string, vocabSize?: number): TextTokenizer {
+  if (typeof path !== 'string' || !existsSync(path)) throw new Error(`loadTokenizer: nothing at ${String(path)}`);
+  if (statSync(path).isDirectory() || path.endsWith('.json')) {
+    if (statSync(path).isDirectory() && !existsSync(join(path, 'tokenizer.json'))) throw new Error(`loadTokenizer: no tokenizer.json in ${path}`);
+    return new HfTokenizer(path);
+  }
+  return Llama2cTokenizer.fromFile(path, vocabSize);
+}
