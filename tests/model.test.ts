@@ -225,6 +225,19 @@ describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward agains
     expect(rel(twice, g.grads['model.layers.0.self_attn.q_proj.weight']!.map((x) => 2 * x))).toBeLessThan(2e-5);
     model.zeroGrad();
     expect((await model.gradients().get('model.norm.weight')!.toFloat32Array()).every((x) => x === 0)).toBe(true);
+    // activation recompute: the same gradients, bit for bit
+    const h3 = model.forward(g.ids, { cuSeqlens, train: true, recompute: true, returnHidden: true });
+    model.backward(dHidden, dLmHead);
+    for (const [name, ref] of Object.entries(g.grads)) expect(rel(await model.gradients().get(name)!.toFloat32Array(), ref), `${name} (recompute)`).toBeLessThan(2e-5);
+    model.zeroGrad();
+    const h4 = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
+    model.backward(dHidden, dLmHead);
+    const plain = await model.gradients().get('model.layers.1.mlp.up_proj.weight')!.toFloat32Array();
+    model.zeroGrad();
+    const h5 = model.forward(g.ids, { cuSeqlens, train: true, recompute: true, returnHidden: true });
+    model.backward(dHidden, dLmHead);
+    expect(Array.from(await model.gradients().get('model.layers.1.mlp.up_proj.weight')!.toFloat32Array())).toEqual(Array.from(plain));
+    for (const t of [h3, h4, h5]) t.dispose();
     for (const t of [hidden, R, logits, dHidden, dLmHead, h2]) t.dispose();
     model.dispose();
   });
@@ -253,6 +266,21 @@ describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward agains
     again.loadState(state);
     expect(again.step).toBe(5);
     expect(() => again.loadState({ step: 1, m: new Map(), v: new Map() })).toThrow(/missing or has the wrong size/);
+    // through a file: a third optimizer from opt's saved state continues exactly as opt does
+    const dir = mkdtempSync(join(tmpdir(), 'qwenlong-opt-'));
+    try {
+      await opt.saveState(join(dir, 'adamw.safetensors'));
+      const third = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+      third.loadStateFile(join(dir, 'adamw.safetensors'));
+      const s3 = await third.state();
+      expect(s3.step).toBe(5);
+      for (const [name, data] of state.m) expect(Array.from(s3.m.get(name)!)).toEqual(Array.from(data));
+      third.dispose();
+      writeFileSync(join(dir, 'bad.safetensors'), Buffer.alloc(4));
+      expect(() => again.loadStateFile(join(dir, 'bad.safetensors'))).toThrow(/shorter than its 8-byte header/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     opt.dispose();
     again.dispose();
     model.dispose();

@@ -192,9 +192,11 @@ export class CausalLM {
   /**
    * Logits (T, V) f32 of every position of packed sequences (`cuSeqlens`: B + 1 prefix sums; default one
    * sequence), or with `returnHidden` the hidden states after the final norm (T, dim): the LM head's input, what
-   * `ops.policyLoss` takes with `model.lmHead`. With `train`, the activations are kept for `backward`.
+   * `ops.policyLoss` takes with `model.lmHead`. With `train`, the activations are kept for `backward`; with
+   * `recompute` too, only each layer's input is kept and backward() recomputes the rest layer by layer (activation
+   * memory of one layer instead of all, for a second forward's arithmetic).
    */
-  forward(ids: Int32Array | readonly number[], opts: { cuSeqlens?: Int32Array | readonly number[]; returnHidden?: boolean; train?: boolean } = {}): Tensor {
+  forward(ids: Int32Array | readonly number[], opts: { cuSeqlens?: Int32Array | readonly number[]; returnHidden?: boolean; train?: boolean; recompute?: boolean } = {}): Tensor {
     const tokens = Int32Array.from(ids);
     const T = tokens.length;
     if (T === 0) throw new RangeError('CausalLM.forward: no tokens');
@@ -212,13 +214,11 @@ export class CausalLM {
     let x = this.#embed(tokens);
     try {
       for (let l = 0; l < this.config.layers; l++) {
-        const acts = opts.train ? new Map<string, Tensor>([['x', x]]) : undefined;
-        const next = this.#layer(l, x, positions, (q, k, v) => {
-          const r = ops.attention(q, k, v, { causal: true, cuSeqlensQ: cu, cuSeqlensK: cu });
-          if (!acts) r.lse.dispose();
-          return acts ? r : { out: r.out };
-        }, acts);
+        // recompute: keep only each layer's input; backward() runs the layer again to get the rest
+        const acts = opts.train && !opts.recompute ? new Map<string, Tensor>([['x', x]]) : undefined;
+        const next = this.#layer(l, x, positions, this.#fullAttention(cu, !!acts), acts);
         if (acts) layers.push(acts);
+        else if (opts.train) layers.push(new Map([['x', x]]));
         else x.dispose();
         x = next;
       }
@@ -237,6 +237,16 @@ export class CausalLM {
       for (const m of layers) for (const t of m.values()) t.dispose();
       if (!this.#acts || this.#acts.positions !== positions) positions.dispose();
     }
+  }
+
+  /** Causal attention over packed sequences; keeps the lse (for the backward) when asked. */
+  #fullAttention(cu: Int32Array, keepLse: boolean): (q: Tensor, k: Tensor, v: Tensor) => { out: Tensor; lse?: Tensor } {
+    return (q, k, v) => {
+      const r = ops.attention(q, k, v, { causal: true, cuSeqlensQ: cu, cuSeqlensK: cu });
+      if (keepLse) return r;
+      r.lse.dispose();
+      return { out: r.out };
+    };
   }
 
   #logitsOf(hidden: Tensor): Tensor {
@@ -297,6 +307,7 @@ export class CausalLM {
       const rope = { convention: c.ropeConvention, theta: c.ropeTheta, positions: a.positions };
       for (let l = c.layers - 1; l >= 0; l--) {
         const m = a.layers[l]!, p = `model.layers.${l}.`, act = (n: string) => m.get(n)!;
+        if (m.size === 1) this.#layer(l, act('x'), a.positions, this.#fullAttention(a.cu, true), m).dispose(); // recompute
         // MLP: x2 = x1 + down(swiglu(gate(h2), up(h2)))
         const da = keep(linearBack(dx, act('a'), `${p}mlp.down_proj.weight`));
         const { dgate, dup } = ops.swigluBackward(da, act('g'), act('u'));
@@ -338,6 +349,8 @@ export class CausalLM {
         const dn1 = keep(ops.rmsNormBackward(dh, act('x'), this.#weight(`${p}input_layernorm.weight`), act('rrms'), { dwOut: grad(`${p}input_layernorm.weight`), accumulate: true }).dx);
         dx = ops.add(dx1, dn1);
         for (const t of tmp.splice(0)) t.dispose();
+        for (const t of m.values()) t.dispose(); // this layer's activations are done with
+        m.clear();
       }
       ops.embeddingBackward(dx, a.ids, c.vocabSize, { out: grad('model.embed_tokens.weight'), accumulate: true });
       dx.dispose();

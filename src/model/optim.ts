@@ -1,6 +1,7 @@
 /** AdamW over a model's parameters (torch.optim.AdamW's update: decoupled weight decay, bias correction). */
 import { Tensor } from '../native/tensor.js';
 import * as ops from '../ops/index.js';
+import { readSafetensors, writeSafetensors } from './safetensors.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -79,6 +80,29 @@ export class AdamW {
       }
     }
     this.#step = state.step;
+  }
+
+  /** Writes state() to a safetensors file (m.<name>, v.<name>; the step in the metadata), atomically. */
+  async saveState(path: string): Promise<void> {
+    const st = await this.state();
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [which, map] of [['m', st.m], ['v', st.v]] as const) {
+      for (const [name, data] of map) tensors.set(`${which}.${name}`, { shape: [...this.#params.get(name)!.shape], data });
+    }
+    writeSafetensors(path, tensors, { step: String(st.step), optimizer: 'AdamW' });
+  }
+
+  /** Restores a saveState() file. */
+  loadStateFile(path: string): void {
+    const { tensors, metadata } = readSafetensors(path);
+    const step = Number(metadata.step);
+    if (metadata.optimizer !== 'AdamW' || !Number.isInteger(step)) throw new RangeError(`${path}: not an AdamW state file`);
+    const m = new Map<string, Float32Array>(), v = new Map<string, Float32Array>();
+    for (const [key, t] of tensors) {
+      if (key.startsWith('m.')) m.set(key.slice(2), t.data);
+      else if (key.startsWith('v.')) v.set(key.slice(2), t.data);
+    }
+    this.loadState({ step, m, v });
   }
 
   dispose(): void {
