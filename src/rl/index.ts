@@ -4,3 +4,4 @@ export { AepoController, type AepoOptions, type AepoSwitch } from './aepo.js';
 export { Random } from './random.js';
 export * as rewards from './rewards.js';
 export { computePolicyLoss, type ScoredRollout, type PolicyLossBatch, type PolicyLossResult } from './loss.js';
+export { rlStep, type RlPrompt, type RlStepOptions, type RlStepMetrics } from './step.js';
