@@ -77,6 +77,13 @@ if has sanitize; then
       > "$LOG/sanitize-$tool.log" 2>&1 || status=1
     grep -E "ERROR SUMMARY|Tests |Test Files|Invalid|Race" "$LOG/sanitize-$tool.log" | head -12
   done
+  # The attention kernels' whole configuration sweep is too slow for racecheck through vitest: the standalone check
+  # (correctness cases only) covers them instead, when the checks step built it.
+  if [ -x /tmp/attention_check ]; then
+    timeout ${SANITIZE_LIMIT:-200} compute-sanitizer --tool racecheck --error-exitcode 9 /tmp/attention_check --no-timing \
+      > "$LOG/sanitize-racecheck-attention.log" 2>&1 || status=1
+    grep -E "RACECHECK SUMMARY|case\(s\) failed" "$LOG/sanitize-racecheck-attention.log" | head -4
+  fi
 fi
 if has timing; then
   step "op timing: qwenlong, then PyTorch on the same card"
