@@ -125,3 +125,24 @@ describe('environment switches', () => {
     expect(i.cpu.threads).toBeGreaterThan(0);
   });
 });
+
+describe('thread pool', () => {
+  it('resizing between parallel ops never loses a job (a child process, killed if it hangs)', () => {
+    // Workers started by a resize must wait for the next job; one that woke at once could run part of that job and
+    // count itself done twice, leaving the caller waiting forever.
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      import { Tensor, ops, setThreads } from './dist/src/index.js';
+      const a = Tensor.from(new Float32Array(1 << 16).fill(1), [1 << 16], { device: 'cpu' });
+      const out = Tensor.empty([1 << 16], { device: 'cpu' });
+      for (let i = 0; i < 3000; i++) {
+        setThreads(2 + (i % 3));
+        ops.add(a, a, { out });
+        ops.matmul(Tensor.from(new Float32Array(64 * 64).fill(1), [64, 64], { device: 'cpu' }), Tensor.from(new Float32Array(64 * 64).fill(1), [64, 64], { device: 'cpu' }));
+      }
+      const x = await out.toArray();
+      console.log(x[0], x[x.length - 1]);`], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    expect(r.signal, 'the loop hung (killed at the timeout)').toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('2 2');
+  }, 180_000);
+});

@@ -27,7 +27,15 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int threads) {
   num_threads_ = threads < 1 ? 1 : threads;
   stopping_ = false;
-  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  // New workers wait for the next job: they start from the current generation, not 0. (After a resize the
+  // generation is not 0; a worker starting from 0 would wake at once with no job posted, and could then run part of
+  // the next job and count itself done twice, leaving parallel_for waiting forever.)
+  uint64_t current;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current = generation_;
+  }
+  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i, current] { worker_loop(i, current); });
 }
 
 void ThreadPool::stop() {
@@ -61,8 +69,7 @@ void ThreadPool::run_tasks() {
   }
 }
 
-void ThreadPool::worker_loop(int) {
-  uint64_t seen = 0;
+void ThreadPool::worker_loop(int, uint64_t seen) {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);

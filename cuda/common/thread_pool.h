@@ -32,7 +32,7 @@ class ThreadPool {
   explicit ThreadPool(int threads);
   void start(int threads);
   void stop();
-  void worker_loop(int index);
+  void worker_loop(int index, uint64_t seen);
   void run_tasks();
 
   int num_threads_ = 1;
