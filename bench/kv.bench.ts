@@ -11,6 +11,7 @@ import { Tensor } from '../src/native/tensor.js';
 import { PagedKVCache } from '../src/ops/kv_cache.js';
 import * as ops from '../src/ops/index.js';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
+import { seededFloats } from '../src/bench/random.js';
 
 /** Last-level cache bytes (Linux sysfs), or 32 MiB when unknown. */
 function llcBytes(): number {
@@ -26,19 +27,6 @@ function llcBytes(): number {
   return 32 * 1024 ** 2;
 }
 
-function random(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
-}
 
 const suite: BenchSuite = {
   name: 'kv',
@@ -56,8 +44,8 @@ const suite: BenchSuite = {
         const kvBytes = 2 * batch * context * hkv * D * esize;
         const cache = new PagedKVCache({ layers: 1, kvHeads: hkv, headDim: D, blockSize: bs, numBlocks: batch * Math.ceil(context / bs), dtype, device: 'cpu' });
         const chunk = Math.min(context, 4096);
-        const k = Tensor.from(random(chunk * hkv * D, 1), [chunk, hkv, D], { dtype, device: 'cpu' });
-        const v = Tensor.from(random(chunk * hkv * D, 2), [chunk, hkv, D], { dtype, device: 'cpu' });
+        const k = Tensor.from(seededFloats(chunk * hkv * D, 1), [chunk, hkv, D], { dtype, device: 'cpu' });
+        const v = Tensor.from(seededFloats(chunk * hkv * D, 2), [chunk, hkv, D], { dtype, device: 'cpu' });
         const ids = Array.from({ length: batch }, (_, b) => b);
         // Interleave the sequences' chunks, so each one's blocks are spread through the pool.
         for (const id of ids) cache.allocate(id);
@@ -66,13 +54,13 @@ const suite: BenchSuite = {
             cache.reserve(id, chunk);
             cache.write(id, 0, k, v);
           }
-        const q = Tensor.from(random(batch * hq * D, 3), [batch, hq, D], { dtype, device: 'cpu' });
+        const q = Tensor.from(seededFloats(batch * hq * D, 3), [batch, hq, D], { dtype, device: 'cpu' });
         const out = Tensor.empty([batch, hq, D], { dtype, device: 'cpu' });
         const r = await ctx.time(() => ops.pagedAttention(q, cache, 0, ids, { out }), { warmup: 2, minSamples: 10, minTimeMs: 300 });
         for (const t of [k, v, q, out]) t.dispose();
         cache.dispose();
         // A read-only stream over as many bytes (f32 elements), in the same run.
-        const stream = Tensor.from(random(Math.floor(kvBytes / 4), 4), [Math.floor(kvBytes / 4)], { device: 'cpu' });
+        const stream = Tensor.from(seededFloats(Math.floor(kvBytes / 4), 4), [Math.floor(kvBytes / 4)], { device: 'cpu' });
         const s = await ctx.time(() => native().readStream(stream.handle), { warmup: 2, minSamples: 10, minTimeMs: 300 });
         stream.dispose();
         const gbs = kvBytes / (r.medianMs * 1e6), streamGbs = kvBytes / (s.medianMs * 1e6);

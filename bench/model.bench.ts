@@ -11,20 +11,9 @@ import { AdamW, CausalLM, loadModel } from '../src/model/index.js';
 import type { ModelConfig } from '../src/model/config.js';
 import * as ops from '../src/ops/index.js';
 import { torchBench } from '../src/bench/torch.js';
+import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
+import { seededFloats } from '../src/bench/random.js';
 
-function random(n: number, seed: number, scale: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    a[i] = (s / 4294967296 - 0.5) * 2 * scale;
-  }
-  return a;
-}
 
 async function trainStep(ctx: Parameters<BenchSuite['run']>[0], threads: number): Promise<BenchRecord> {
   const [B, T] = ctx.quick ? [2, 256] : [4, 1024];
@@ -43,12 +32,12 @@ async function trainStep(ctx: Parameters<BenchSuite['run']>[0], threads: number)
   }
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);
-    tensors.set(name, { shape, data: shape.length === 1 ? new Float32Array(n).fill(1) : random(n, seed++, 0.035) });
+    tensors.set(name, { shape, data: shape.length === 1 ? new Float32Array(n).fill(1) : seededFloats(n, seed++, 0.035) });
   }
   const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu' });
   const opt = new AdamW(model.parameters(), { lr: 1e-4 });
-  const ids = Int32Array.from(random(B * T, 99, 1), (x) => Math.floor((x + 1) * 1023.99));
-  const targets = Int32Array.from(random(B * T, 98, 1), (x) => Math.floor((x + 1) * 1023.99));
+  const ids = Int32Array.from(seededFloats(B * T, 99, 1), (x) => Math.floor((x + 1) * 1023.99));
+  const targets = Int32Array.from(seededFloats(B * T, 98, 1), (x) => Math.floor((x + 1) * 1023.99));
   const cu = Array.from({ length: B + 1 }, (_, b) => b * T);
   const ones = new Float32Array(B * T).fill(1);
   const step = () => {
@@ -72,7 +61,6 @@ async function trainStep(ctx: Parameters<BenchSuite['run']>[0], threads: number)
   }
   return { suite: 'model', case: `train step 4 layers d=256 8 heads, ${B}x${T} tokens, f32 (${threads} threads)`, medianMs: r.medianMs, samples: r.samples, figures };
 }
-import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
 
 const dir = join(import.meta.dirname, '..', '..', '..', 'shared', 'models', 'stories260K');
 

@@ -25,6 +25,16 @@ interface Golden {
 }
 const golden = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'stories260k.json'), 'utf8')) as Golden;
 
+/** max |x - ref| / max |ref|. */
+function maxRelError(x: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let err = 0, scale = 0;
+  for (let i = 0; i < ref.length; i++) {
+    err = Math.max(err, Math.abs(x[i]! - ref[i]!));
+    scale = Math.max(scale, Math.abs(ref[i]!));
+  }
+  return err / scale;
+}
+
 function logSoftmax(row: ArrayLike<number>): number[] {
   let m = -Infinity;
   for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]!);
@@ -49,12 +59,7 @@ describe.skipIf(!present)('stories260K', () => {
     const { model } = load();
     const logits = await model.forward(golden.prompt).toFloat32Array();
     const ref = golden.promptLogits.flat();
-    let err = 0, scale = 0;
-    for (let i = 0; i < ref.length; i++) {
-      err = Math.max(err, Math.abs(logits[i]! - ref[i]!));
-      scale = Math.max(scale, Math.abs(ref[i]!));
-    }
-    expect(err / scale).toBeLessThan(1e-5);
+    expect(maxRelError(logits, ref)).toBeLessThan(1e-5);
     model.dispose();
   });
 
@@ -165,12 +170,7 @@ describe.runIf(present && gpuRun())('stories260K on CUDA (bf16)', () => {
     const { model, tokenizer } = loadModel(join(dir, 'model.bin'), { tokenizer: join(dir, 'tok512.bin'), device: 'cuda', dtype: 'bf16' });
     const logits = await model.forward(golden.prompt).toFloat32Array();
     const ref = golden.promptLogits.flat();
-    let err = 0, scale = 0;
-    for (let i = 0; i < ref.length; i++) {
-      err = Math.max(err, Math.abs(logits[i]! - ref[i]!));
-      scale = Math.max(scale, Math.abs(ref[i]!));
-    }
-    expect(err / scale).toBeLessThan(5e-2);
+    expect(maxRelError(logits, ref)).toBeLessThan(5e-2);
     const [g] = model.generate([tokenizer!.encode('Once upon a time')], { temperature: 0, maxTokens: 40, stopIds: [] });
     expect(g!.tokens.length).toBe(40);
     expect(g!.logprobs.every((x) => Number.isFinite(x) && x <= 0)).toBe(true);
@@ -202,14 +202,7 @@ describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward agains
     const hidden = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
     const R = Tensor.from(g.R, [T, V], { device: 'cpu' });
     const logits = ops.matmul(hidden, model.lmHead, { transB: true });
-    const rel = (x: ArrayLike<number>, ref: ArrayLike<number>) => {
-      let e = 0, s = 0;
-      for (let i = 0; i < ref.length; i++) {
-        e = Math.max(e, Math.abs(x[i]! - ref[i]!));
-        s = Math.max(s, Math.abs(ref[i]!));
-      }
-      return e / s;
-    };
+    const rel = maxRelError;
     expect(rel(await logits.toFloat32Array(), g.logits)).toBeLessThan(1e-5);
     const dHidden = ops.matmul(R, model.lmHead);
     const dLmHead = ops.matmul(R, hidden, { transA: true });
