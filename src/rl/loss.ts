@@ -34,6 +34,49 @@ export interface PolicyLossBatch extends Omit<PolicyLossInput, 'targets' | 'adva
   aepo?: AepoController;
   /** How AEPO drops negative sequences (default 'zero', the paper's Eq. 8–9). */
   aepoMode?: 'zero' | 'remove';
+  /** Advantages and AEPO's decision made already (over a whole batch this one is a part of): used as given. */
+  decision?: PolicyDecision;
+}
+
+/** What a batch's rewards and entropies decide before the loss: one advantage per rollout, AEPO's switch. */
+export interface PolicyDecision {
+  advantages: Float64Array;
+  batchEntropy: number | null;
+  dropNegative: false | 'zero' | 'remove';
+}
+
+function flatten(rollouts: readonly ScoredRollout[], cu: Int32Array, pick: (r: ScoredRollout) => ArrayLike<number> | undefined, what: string, fill: number): Float32Array | null {
+  if (rollouts.every((r) => pick(r) === undefined)) return null;
+  const out = new Float32Array(cu[rollouts.length]!).fill(fill);
+  rollouts.forEach((r, i) => {
+    const values = pick(r);
+    if (values === undefined) return;
+    if (values.length !== r.tokens.length) throw new RangeError(`computePolicyLoss: rollouts[${i}].${what} has ${values.length} entries for ${r.tokens.length} tokens`);
+    out.set(Array.from(values), cu[i]!);
+  });
+  return out;
+}
+
+function prefixSums(rollouts: readonly ScoredRollout[]): Int32Array {
+  const cu = new Int32Array(rollouts.length + 1);
+  rollouts.forEach((r, i) => (cu[i + 1] = cu[i]! + r.tokens.length));
+  return cu;
+}
+
+/** Task-specific group advantages and AEPO's decision (fed this batch's entropy) for a batch of rollouts. */
+export async function decidePolicy(rollouts: readonly ScoredRollout[], opts: { advantage?: GroupAdvantageOptions; aepo?: AepoController; aepoMode?: 'zero' | 'remove' } = {}): Promise<PolicyDecision> {
+  if (!Array.isArray(rollouts) || rollouts.length === 0) throw new RangeError('decidePolicy: the batch has no rollouts');
+  const cu = prefixSums(rollouts);
+  const advantages = groupAdvantages(rollouts.map((r) => r.reward), rollouts.map((r) => r.groupId), rollouts.map((r) => r.taskId), opts.advantage);
+  const entropies = flatten(rollouts, cu, (r) => r.tokenEntropy, 'tokenEntropy', 0);
+  const mask = flatten(rollouts, cu, (r) => r.mask, 'mask', 1);
+  const entropy = entropies ? await batchEntropy(entropies, cu, mask ?? undefined) : null;
+  let dropNegative: false | 'zero' | 'remove' = false;
+  if (opts.aepo) {
+    if (entropy === null) throw new TypeError('computePolicyLoss: AEPO needs each rollout\'s tokenEntropy');
+    dropNegative = opts.aepo.update(entropy) ? (opts.aepoMode ?? 'zero') : false;
+  }
+  return { advantages, batchEntropy: entropy, dropNegative };
 }
 
 export interface PolicyLossResult extends PolicyLossOutput {
@@ -46,44 +89,26 @@ export interface PolicyLossResult extends PolicyLossOutput {
 }
 
 export async function computePolicyLoss(batch: PolicyLossBatch): Promise<PolicyLossResult> {
-  const { rollouts, advantage, aepo, aepoMode, ...rest } = batch;
+  const { rollouts, advantage, aepo, aepoMode, decision, ...rest } = batch;
   if (!Array.isArray(rollouts) || rollouts.length === 0) throw new RangeError('computePolicyLoss: the batch has no rollouts');
-  const cu = new Int32Array(rollouts.length + 1);
-  rollouts.forEach((r, i) => (cu[i + 1] = cu[i]! + r.tokens.length));
+  const cu = prefixSums(rollouts);
   const T = cu[rollouts.length]!;
   if (batch.hidden.shape[0] !== T) throw new RangeError(`computePolicyLoss: 'hidden' has ${batch.hidden.shape[0]} rows but the rollouts have ${T} tokens`);
-  const flat = (pick: (r: ScoredRollout) => ArrayLike<number> | undefined, what: string, fill: number): Float32Array | null => {
-    if (rollouts.every((r) => pick(r) === undefined)) return null;
-    const out = new Float32Array(T).fill(fill);
-    rollouts.forEach((r, i) => {
-      const values = pick(r);
-      if (values === undefined) return;
-      if (values.length !== r.tokens.length) throw new RangeError(`computePolicyLoss: rollouts[${i}].${what} has ${values.length} entries for ${r.tokens.length} tokens`);
-      out.set(Array.from(values), cu[i]!);
-    });
-    return out;
-  };
+  if (decision && decision.advantages.length !== rollouts.length) throw new RangeError(`computePolicyLoss: the decision has ${decision.advantages.length} advantages for ${rollouts.length} rollouts`);
+  const d = decision ?? (await decidePolicy(rollouts, { advantage, aepo, aepoMode }));
   const targets = new Int32Array(T);
   rollouts.forEach((r, i) => targets.set(Array.from(r.tokens), cu[i]!));
-  const advantages = groupAdvantages(rollouts.map((r) => r.reward), rollouts.map((r) => r.groupId), rollouts.map((r) => r.taskId), advantage);
-  const entropies = flat((r) => r.tokenEntropy, 'tokenEntropy', 0);
-  const mask = flat((r) => r.mask, 'mask', 1);
-  const oldLogp = flat((r) => r.oldLogp, 'oldLogp', 0);
-  const entropy = entropies ? await batchEntropy(entropies, cu, mask ?? undefined) : null;
-  let dropNegative: false | 'zero' | 'remove' = false;
-  if (aepo) {
-    if (entropy === null) throw new TypeError('computePolicyLoss: AEPO needs each rollout\'s tokenEntropy');
-    dropNegative = aepo.update(entropy) ? (aepoMode ?? 'zero') : false;
-  }
+  const mask = flatten(rollouts, cu, (r) => r.mask, 'mask', 1);
+  const oldLogp = flatten(rollouts, cu, (r) => r.oldLogp, 'oldLogp', 0);
   const out = policyLoss({
     ...rest,
     targets,
-    advantages: broadcastAdvantages(advantages, cu),
+    advantages: broadcastAdvantages(d.advantages, cu),
     cuSeqlens: cu,
     groupIds: rollouts.map((r) => r.groupId),
     ...(mask ? { tokenMask: mask } : {}),
     ...(oldLogp ? { oldLogp } : {}),
-    dropNegative,
+    dropNegative: d.dropNegative,
   });
-  return { ...out, advantages, cuSeqlens: cu, batchEntropy: entropy, dropNegative };
+  return { ...out, advantages: d.advantages, cuSeqlens: cu, batchEntropy: d.batchEntropy, dropNegative: d.dropNegative };
 }

@@ -1,7 +1,12 @@
 /**
- * One on-policy RL update of the recipe: generate G responses per prompt with the policy, score them, compute
- * task-specific group advantages (and AEPO's switch from the rollouts' own entropies), the fused policy loss over the
- * response tokens, backpropagate through the model, clip the gradient norm, and step AdamW.
+ * One on-policy RL update of the recipe, in two halves a trainer can also call apart:
+ * - `rollout`: G responses per prompt from the policy, in one batched generation, scored;
+ * - `policyUpdate`: task-specific group advantages (and AEPO's switch from the rollouts' own entropies), the fused
+ *   policy loss over the response tokens, backward through the model, gradient clipping, AdamW. With
+ *   `minibatches > 1` the rollouts are split by group into that many updates whose ratio is taken against the
+ *   sampling log-probabilities (so PPO/DAPO clipping acts from the second one on).
+ * A non-finite reward, loss or gradient skips the update with a reason and leaves the weights and the optimizer
+ * untouched.
  */
 import type { CausalLM } from '../model/model.js';
 import type { AdamW } from '../model/optim.js';
@@ -10,7 +15,7 @@ import type { GroupAdvantageOptions } from '../ops/advantages.js';
 import * as ops from '../ops/index.js';
 import type { Aggregation } from '../ops/policy_loss.js';
 import type { AepoController } from './aepo.js';
-import { computePolicyLoss, type ScoredRollout } from './loss.js';
+import { computePolicyLoss, decidePolicy, type PolicyDecision, type ScoredRollout } from './loss.js';
 
 export interface RlPrompt {
   /** Prompt token ids (chat template and BOS already applied). */
@@ -21,7 +26,7 @@ export interface RlPrompt {
   score(response: readonly number[]): number;
 }
 
-export interface RlStepOptions {
+export interface RolloutOptions {
   /** Responses per prompt (default 8). */
   group?: number;
   maxTokens?: number;
@@ -29,49 +34,108 @@ export interface RlStepOptions {
   topP?: number;
   stopIds?: readonly number[];
   seed?: number;
+}
+
+export interface UpdateOptions {
   advantage?: GroupAdvantageOptions;
   aggregation?: Aggregation;
   aepo?: AepoController;
   /** Gradient-norm clip (default 1; 0 turns it off). */
   clipNorm?: number;
   lr?: number;
+  /** Updates per batch, split by group (default 1: strictly on-policy). */
+  minibatches?: number;
+  /** PPO clip bounds for the ratio (used from the second minibatch on). */
+  clipLow?: number;
+  clipHigh?: number;
+  /** The sampling temperature (the recorded log-probabilities are of the tempered distribution). */
+  temperature?: number;
 }
 
-export interface RlStepMetrics {
+export type RlStepOptions = RolloutOptions & UpdateOptions;
+
+export interface Rollout extends ScoredRollout {
+  /** The prompt's token ids. */
+  prompt: readonly number[];
+  /** log p of each token at sampling time. */
+  sampleLogp: number[];
+  finishReason: 'stop' | 'length';
+}
+
+export interface UpdateMetrics {
+  batchEntropy: number | null;
+  dropNegative: boolean;
+  nll: number;
+  gradNorm: number;
+  /** Why the update was skipped (weights untouched), or null. */
+  skipped: string | null;
+  trainTokens: number;
+}
+
+export interface RlStepMetrics extends UpdateMetrics {
   rewardMean: number;
   rewardByTask: Record<string, number>;
   /** Groups whose rewards were all equal (no learning signal under group normalization). */
   zeroVarianceGroups: number;
   responseTokensMean: number;
-  batchEntropy: number | null;
-  dropNegative: boolean;
-  nll: number;
-  gradNorm: number;
   rollouts: number;
 }
 
-export async function rlStep(model: CausalLM, optimizer: AdamW, prompts: readonly RlPrompt[], options: RlStepOptions = {}): Promise<RlStepMetrics> {
+/** G responses per prompt, scored; groupId is the prompt's index. */
+export function rollout(model: CausalLM, prompts: readonly RlPrompt[], options: RolloutOptions = {}): Rollout[] {
   const G = options.group ?? 8;
-  if (!Number.isInteger(G) || G < 1) throw new RangeError('rlStep: group must be a positive integer');
-  if (!Array.isArray(prompts) || prompts.length === 0) throw new RangeError('rlStep: no prompts');
-  // 1. Rollouts: every prompt G times, in one batched generation.
+  if (!Number.isInteger(G) || G < 1) throw new RangeError('rollout: group must be a positive integer');
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new RangeError('rollout: no prompts');
   const batch = prompts.flatMap((p) => Array.from({ length: G }, () => p.ids));
   const gens = model.generate(batch, { maxTokens: options.maxTokens ?? 256, temperature: options.temperature ?? 0.7, topP: options.topP ?? 0.95, stopIds: options.stopIds, seed: options.seed });
-  const rollouts: ScoredRollout[] = gens.map((g, i) => {
+  return gens.map((g, i) => {
     const p = prompts[Math.floor(i / G)]!;
+    if (g.tokens.length === 0) throw new RangeError('rollout: a rollout has no tokens (maxTokens must be at least 1 and prompts shorter than the model window)');
     const reward = p.score(g.tokens);
-    if (!Number.isFinite(reward)) throw new RangeError(`rlStep: the score of rollout ${i} is ${reward}, not a finite number`);
-    return { groupId: Math.floor(i / G), taskId: p.taskId, reward, tokens: g.tokens, tokenEntropy: g.entropies };
+    return { groupId: Math.floor(i / G), taskId: p.taskId, reward, tokens: g.tokens, tokenEntropy: g.entropies, prompt: p.ids, sampleLogp: g.logprobs, finishReason: g.finishReason };
   });
-  // 2. The training forward over prompt + response sequences, and the rows that predict the responses.
+}
+
+/** Groups whose rewards are all equal. */
+export function zeroVarianceGroups(rollouts: readonly Pick<ScoredRollout, 'groupId' | 'reward'>[]): Set<string | number> {
+  const byGroup = new Map<string | number, number[]>();
+  for (const r of rollouts) byGroup.set(r.groupId, [...(byGroup.get(r.groupId) ?? []), r.reward]);
+  return new Set([...byGroup].filter(([, rs]) => rs.every((x) => x === rs[0])).map(([g]) => g));
+}
+
+/** The policy-gradient update(s) from scored rollouts. */
+export async function policyUpdate(model: CausalLM, optimizer: AdamW, rollouts: readonly Rollout[], options: UpdateOptions = {}): Promise<UpdateMetrics> {
+  if (rollouts.length === 0) throw new RangeError('policyUpdate: no rollouts');
+  const bad = rollouts.findIndex((r) => !Number.isFinite(r.reward));
+  if (bad >= 0) return { batchEntropy: null, dropNegative: false, nll: NaN, gradNorm: NaN, skipped: `the reward of rollout ${bad} is ${rollouts[bad]!.reward}`, trainTokens: 0 };
+  const M = options.minibatches ?? 1;
+  if (!Number.isInteger(M) || M < 1) throw new RangeError('policyUpdate: minibatches must be a positive integer');
+  const groups = [...new Set(rollouts.map((r) => r.groupId))];
+  if (M > groups.length) throw new RangeError(`policyUpdate: ${M} minibatches for ${groups.length} groups`);
+  // Advantages and AEPO's decision over the whole batch, once; each minibatch then uses its share.
+  const decision = await decidePolicy(rollouts, { advantage: options.advantage, aepo: options.aepo });
+  const index = new Map(rollouts.map((r, i) => [r, i]));
+  let nllSum = 0, normMax = 0, tokens = 0;
+  for (let m = 0; m < M; m++) {
+    const mine = new Set(groups.filter((_, i) => i % M === m));
+    const part = rollouts.filter((r) => mine.has(r.groupId));
+    const share: PolicyDecision = { ...decision, advantages: Float64Array.from(part, (r) => decision.advantages[index.get(r)!]!) };
+    const res = await updateOnce(model, optimizer, part, options, m > 0, share);
+    if (res.skipped) return { ...res, trainTokens: tokens };
+    nllSum += res.nll * res.trainTokens;
+    normMax = Math.max(normMax, res.gradNorm);
+    tokens += res.trainTokens;
+  }
+  return { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, nll: nllSum / tokens, gradNorm: normMax, skipped: null, trainTokens: tokens };
+}
+
+async function updateOnce(model: CausalLM, optimizer: AdamW, part: readonly Rollout[], options: UpdateOptions, offPolicy: boolean, decision: PolicyDecision): Promise<UpdateMetrics> {
   const ids: number[] = [], cu = [0], promptLens: number[] = [];
-  batch.forEach((p, i) => {
-    ids.push(...p, ...gens[i]!.tokens);
+  for (const r of part) {
+    ids.push(...r.prompt, ...Array.from(r.tokens));
     cu.push(ids.length);
-    promptLens.push(p.length);
-  });
-  const kept = gens.every((g) => g.tokens.length > 0);
-  if (!kept) throw new RangeError('rlStep: a rollout has no tokens (maxTokens must be at least 1 and prompts shorter than the model window)');
+    promptLens.push(r.prompt.length);
+  }
   model.zeroGrad();
   const hidden = model.forward(ids, { cuSeqlens: cu, train: true, returnHidden: true });
   const rows = responseRows(ids, cu, promptLens);
@@ -80,41 +144,48 @@ export async function rlStep(model: CausalLM, optimizer: AdamW, prompts: readonl
   let loss;
   try {
     loss = await computePolicyLoss({
-      rollouts, hidden: responseHidden, weight: model.lmHead, advantage: options.advantage, aepo: options.aepo,
-      aggregation: options.aggregation ?? 'group-token-mean',
+      rollouts: offPolicy ? part.map((r) => ({ ...r, oldLogp: r.sampleLogp })) : part, hidden: responseHidden, weight: model.lmHead, decision,
+      aggregation: options.aggregation ?? 'group-token-mean', temperature: options.temperature, clipLow: options.clipLow, clipHigh: options.clipHigh,
     });
   } finally {
     responseHidden.dispose();
   }
-  // 3. Back through the model, clip, step.
   const dHidden = scatterRows(loss.dHidden!, rows.rows, ids.length);
   model.backward(dHidden, loss.dWeight!);
   const nll = await loss.nll.item();
+  const lossValue = await loss.loss.item();
   for (const t of [dHidden, loss.loss, loss.nll, loss.logp, loss.entropy, loss.dHidden!, loss.dWeight!]) t.dispose();
   const grads = model.gradients();
   const clip = options.clipNorm ?? 1;
-  const norm = clip > 0 ? ops.clipGrad([...grads.values()], clip) : ops.gradNorm([...grads.values()]);
-  const gradNorm = await norm.item();
-  norm.dispose();
+  // the norm first (clipping a non-finite gradient would spread the NaN into the scale)
+  const normT = ops.gradNorm([...grads.values()]);
+  const gradNorm = await normT.item();
+  normT.dispose();
+  const base = { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, nll, gradNorm, trainTokens: rows.targets.length };
+  if (!Number.isFinite(lossValue) || !Number.isFinite(nll)) return { ...base, skipped: `the loss is ${lossValue} (nll ${nll})` };
+  if (!Number.isFinite(gradNorm)) return { ...base, skipped: `the gradient norm is ${gradNorm}` };
+  if (clip > 0) ops.clipGrad([...grads.values()], clip).dispose();
   optimizer.update(grads, options.lr === undefined ? {} : { lr: options.lr });
+  return { ...base, skipped: null };
+}
 
+/** Rollouts, then one update (or `minibatches` of them): the recipe's step. */
+export async function rlStep(model: CausalLM, optimizer: AdamW, prompts: readonly RlPrompt[], options: RlStepOptions = {}): Promise<RlStepMetrics> {
+  const rollouts = rollout(model, prompts, options);
+  const update = await policyUpdate(model, optimizer, rollouts, { ...options, temperature: options.temperature ?? 0.7 });
+  return { ...update, ...rolloutMetrics(rollouts) };
+}
+
+/** Reward per task, zero-variance groups and response length of a batch. */
+export function rolloutMetrics(rollouts: readonly Rollout[]): Pick<RlStepMetrics, 'rewardMean' | 'rewardByTask' | 'zeroVarianceGroups' | 'responseTokensMean' | 'rollouts'> {
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const byTask = new Map<string, number[]>();
   for (const r of rollouts) byTask.set(String(r.taskId), [...(byTask.get(String(r.taskId)) ?? []), r.reward]);
-  let zeroVar = 0;
-  for (let g = 0; g < prompts.length; g++) {
-    const rs = rollouts.slice(g * G, (g + 1) * G).map((r) => r.reward);
-    if (rs.every((x) => x === rs[0])) zeroVar++;
-  }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   return {
     rewardMean: mean(rollouts.map((r) => r.reward)),
     rewardByTask: Object.fromEntries([...byTask].map(([k, v]) => [k, mean(v)])),
-    zeroVarianceGroups: zeroVar,
-    responseTokensMean: mean(gens.map((g) => g.tokens.length)),
-    batchEntropy: loss.batchEntropy,
-    dropNegative: loss.dropNegative !== false,
-    nll,
-    gradNorm,
+    zeroVarianceGroups: zeroVarianceGroups(rollouts).size,
+    responseTokensMean: mean(rollouts.map((r) => r.tokens.length)),
     rollouts: rollouts.length,
   };
 }

@@ -3,16 +3,22 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { HfTokenizer, type TextTokenizer } from './hf.js';
 import { Llama2cTokenizer } from './llama2c.js';
+import { WordTokenizer } from './word.js';
 
 export { Llama2cTokenizer, BOS, EOS } from './llama2c.js';
 export { HfTokenizer, PLAIN_CHAT_TEMPLATE, renderChat, type ChatMessage, type TextTokenizer } from './hf.js';
-export { WordTokenizer } from './word.js';
+export { WordTokenizer };
 
-/** A tokenizer from a path: a llama2.c `.bin` file, or a tokenizer.json (or a folder holding one). */
+/**
+ * A tokenizer from a path: a llama2.c `.bin` file, a tokenizer.json, a word vocabulary (`words.json`), or a folder
+ * holding tokenizer.json or words.json.
+ */
 export function loadTokenizer(path: string, vocabSize?: number): TextTokenizer {
   if (typeof path !== 'string' || !existsSync(path)) throw new Error(`loadTokenizer: nothing at ${String(path)}`);
+  if (path.endsWith('words.json')) return WordTokenizer.fromFile(path);
+  if (statSync(path).isDirectory() && !existsSync(join(path, 'tokenizer.json')) && existsSync(join(path, 'words.json'))) return WordTokenizer.fromFile(join(path, 'words.json'));
   if (statSync(path).isDirectory() || path.endsWith('.json')) {
-    if (statSync(path).isDirectory() && !existsSync(join(path, 'tokenizer.json'))) throw new Error(`loadTokenizer: no tokenizer.json in ${path}`);
+    if (statSync(path).isDirectory() && !existsSync(join(path, 'tokenizer.json'))) throw new Error(`loadTokenizer: no tokenizer.json or words.json in ${path}`);
     return new HfTokenizer(path);
   }
   return Llama2cTokenizer.fromFile(path, vocabSize);

@@ -3,6 +3,7 @@
  * into words and single punctuation marks (whitespace dropped), each looked up exactly; words outside the vocabulary
  * map to `<unk>`. Decoding joins words with spaces and attaches punctuation to the word before it.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { PLAIN_CHAT_TEMPLATE, renderChat, type ChatMessage, type TextTokenizer } from './hf.js';
 
 export const WORD_SPECIALS = ['<pad>', '<s>', '</s>', '<unk>'] as const;
@@ -31,6 +32,28 @@ export class WordTokenizer implements TextTokenizer {
     for (const t of texts) for (const w of WordTokenizer.split(t)) counts.set(w, (counts.get(w) ?? 0) + 1);
     const words = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([w]) => w);
     return new WordTokenizer(words.slice(0, maxWords));
+  }
+
+  /** Writes the vocabulary as `words.json` ({ "type": "word", "words": [...] }), which loadTokenizer reads. */
+  save(path: string): void {
+    writeFileSync(path, `${JSON.stringify({ type: 'word', words: this.words }, null, 0)}\n`);
+  }
+
+  /** Reads a `words.json` file written by save(). */
+  static fromFile(path: string): WordTokenizer {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new RangeError(`${path}: not a word-tokenizer file (${(e as Error).message})`);
+    }
+    const o = raw as { type?: unknown; words?: unknown };
+    if (o?.type !== 'word' || !Array.isArray(o.words)) throw new RangeError(`${path}: not a word-tokenizer file (expected { "type": "word", "words": [...] })`);
+    const words = o.words as unknown[];
+    WORD_SPECIALS.forEach((w, i) => {
+      if (words[i] !== w) throw new RangeError(`${path}: word ${i} must be ${w}`);
+    });
+    return new WordTokenizer(words.slice(WORD_SPECIALS.length) as string[]);
   }
 
   static split(text: string): string[] {

@@ -1,0 +1,102 @@
+/**
+ * Tiny synthetic worlds for the CPU-sized recipe: a few people, the things they own, where those things are and the
+ * people's jobs, rendered as short facts in shuffled order, with verifiable questions over them. Four task types,
+ * of different difficulty and reward density:
+ * - `locate` (1 hop): where is the key? → the key's place;
+ * - `owned-place` (2 hops): where is the thing ben owns? → owner → thing → place;
+ * - `owner-job` (2 hops): what job has the owner of the key? → thing → owner → job;
+ * - `items` (a list, scored by F1): what does ben own? → every thing ben owns.
+ * The vocabulary is closed (under 100 words), so a word tokenizer covers it exactly.
+ */
+import { WordTokenizer } from '../tokenizer/word.js';
+import { listF1, exactMatch } from './rewards.js';
+import { Random } from './random.js';
+
+export const PEOPLE = ['anna', 'ben', 'cara', 'dan', 'eva', 'finn', 'gus', 'hana', 'ivy', 'jon', 'kai', 'lea'] as const;
+export const THINGS = ['box', 'lamp', 'key', 'book', 'cup', 'hat', 'ring', 'coin', 'map', 'pen', 'bag', 'clock'] as const;
+export const PLACES = ['kitchen', 'garden', 'attic', 'cellar', 'hall', 'study', 'barn', 'porch'] as const;
+export const JOBS = ['baker', 'farmer', 'doctor', 'painter', 'sailor', 'tailor'] as const;
+const GLUE = ['owns', 'the', 'is', 'in', 'a', 'where', 'thing', 'that', 'what', 'job', 'has', 'owner', 'of', 'does', 'own', 'question', 'answer', 'and', '.', '?', ':', ','];
+
+export const WORLD_TASKS = ['locate', 'owned-place', 'owner-job', 'items'] as const;
+export type WorldTask = (typeof WORLD_TASKS)[number];
+
+export interface WorldEpisode {
+  task: WorldTask;
+  /** The facts and the question, ending with "answer :". */
+  prompt: string;
+  /** The gold answer: one word, or the list's words. */
+  answer: string[];
+  /** The text a perfect response is (before the end-of-sequence token). */
+  target: string;
+}
+
+export interface WorldOptions {
+  /** People per world (default 2–4). */
+  people?: [number, number];
+}
+
+/** The tokenizer of the tiny worlds (every word they can use). */
+export function worldTokenizer(): WordTokenizer {
+  return new WordTokenizer([...GLUE, ...PEOPLE, ...THINGS, ...PLACES, ...JOBS]);
+}
+
+/** One world and one question of the given task. */
+export function worldEpisode(rng: Random, task: WorldTask, opts: WorldOptions = {}): WorldEpisode {
+  const [lo, hi] = opts.people ?? [2, 4];
+  const pick = <T>(xs: readonly T[], n: number): T[] => rng.shuffle(xs.slice()).slice(0, n);
+  const people: string[] = pick(PEOPLE, lo + rng.int(hi - lo + 1));
+  const things = rng.shuffle(THINGS.slice());
+  const owned = new Map<string, string[]>();
+  let next = 0;
+  for (const p of people) owned.set(p, things.slice(next, (next += 1 + rng.int(2))));
+  // the 2-hop question about a thing needs an owner with exactly one thing: make the first person so
+  if (task === 'owned-place') owned.set(people[0]!, owned.get(people[0]!)!.slice(0, 1));
+  const job = new Map<string, string>(people.map((p) => [p, JOBS[rng.int(JOBS.length)]!]));
+  const place = new Map<string, string>();
+  for (const list of owned.values()) for (const t of list) place.set(t, PLACES[rng.int(PLACES.length)]!);
+  const facts: string[] = [];
+  for (const [p, list] of owned) {
+    for (const t of list) facts.push(`${p} owns the ${t} .`, `the ${t} is in the ${place.get(t)} .`);
+    facts.push(`${p} is a ${job.get(p)} .`);
+  }
+  rng.shuffle(facts);
+  const allThings = [...place.keys()];
+  let question: string, answer: string[];
+  if (task === 'locate') {
+    const t = allThings[rng.int(allThings.length)]!;
+    question = `where is the ${t} ?`;
+    answer = [place.get(t)!];
+  } else if (task === 'owned-place') {
+    const p = people[0]!;
+    question = `where is the thing that ${p} owns ?`;
+    answer = [place.get(owned.get(p)![0]!)!];
+  } else if (task === 'owner-job') {
+    const t = allThings[rng.int(allThings.length)]!;
+    const owner = [...owned].find(([, l]) => l.includes(t))![0];
+    question = `what job has the owner of the ${t} ?`;
+    answer = [job.get(owner)!];
+  } else {
+    const p = people[rng.int(people.length)]!;
+    question = `what does ${p} own ?`;
+    answer = owned.get(p)!.slice();
+  }
+  return { task, prompt: `${facts.join(' ')} question : ${question} answer :`, answer, target: answer.join(' , ') };
+}
+
+/** A fixed set of episodes: `perTask[task]` questions of each task, from one seed. */
+export function worldDataset(seed: number, perTask: Partial<Record<WorldTask, number>>, opts: WorldOptions = {}): WorldEpisode[] {
+  const rng = new Random(seed);
+  const out: WorldEpisode[] = [];
+  for (const task of WORLD_TASKS) for (let i = 0; i < (perTask[task] ?? 0); i++) out.push(worldEpisode(rng, task, opts));
+  return out;
+}
+
+/**
+ * The reward of a response (decoded text): exact match for the one-word tasks (the whole response must be the
+ * word, so listing candidates earns nothing), list F1 for `items`.
+ */
+export function worldReward(episode: Pick<WorldEpisode, 'task' | 'answer'>, response: string): number {
+  if (episode.task === 'items') return listF1(response, episode.answer);
+  return exactMatch(response, episode.answer[0]!);
+}
