@@ -77,6 +77,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  host_empty_cache();
   cuda_empty_cache();
   return info.Env().Undefined();
 }

@@ -16,7 +16,7 @@ inline const char* device_name(Device d) { return d == Device::cpu ? "cpu" : "cu
 
 struct MemoryStats {
   int64_t in_use = 0;  // bytes held by live tensors
-  int64_t cached = 0;  // bytes kept by the allocator for reuse (CUDA only)
+  int64_t cached = 0;  // bytes kept by the allocator for reuse (host: large buffers; CUDA: all)
   int64_t peak = 0;    // high-water mark of in_use
 };
 
@@ -71,5 +71,7 @@ void require_cuda(const char* what);
 void cuda_synchronize(const char* what);
 // Return cached CUDA blocks to the driver.
 void cuda_empty_cache();
+// Return the host cache's large buffers to the operating system.
+void host_empty_cache();
 
 }  // namespace qwenlong

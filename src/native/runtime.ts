@@ -33,7 +33,7 @@ export function info(): Info {
 export interface MemoryStats {
   /** Bytes held by live tensors. */
   inUse: number;
-  /** Bytes the CUDA caching allocator keeps for reuse. */
+  /** Bytes the caching allocator keeps for reuse (host: buffers of 256 KiB and up; CUDA: all). */
   cached: number;
   /** High-water mark of inUse. */
   peak: number;
@@ -60,7 +60,7 @@ export function synchronize(): void {
   native().synchronize();
 }
 
-/** Return the CUDA allocator's cached blocks to the driver. */
+/** Return the allocators' cached blocks: large host buffers to the operating system, CUDA blocks to the driver. */
 export function emptyCache(): void {
   native().emptyCache();
 }
