@@ -9,8 +9,11 @@ export { info, memoryStats, setThreads, setIsa, synchronize, emptyCache, type In
 export { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, toHalfBits, fromHalfBits, contiguousStrides } from './native/half.js';
 export * as ops from './ops/index.js';
 export { PagedKVCache, type PagedKVCacheOptions, type PagedKVCacheStats } from './ops/kv_cache.js';
-export { TaskBalancedSampler, AepoController, Random, rewards, computePolicyLoss, rlStep, type RlPrompt, type RlStepOptions, type RlStepMetrics, type ScoredRollout, type PolicyLossBatch, type PolicyLossResult } from './rl/index.js';
+export * from './rl/index.js';
+export { evaluate, type EvalOptions, type EvalReport, type Prediction } from './eval/evaluate.js';
+export { renderReport, writeReport } from './eval/report.js';
 export * as synth from './synth/index.js';
 export { responseRows, gatherRows, scatterRows, type ResponseRows } from './model/index.js';
+export { initWeights } from './model/init.js';
 export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type ModelConfig, type GenerateOptions, type Generation, type LoadOptions } from './model/index.js';
 export { Llama2cTokenizer, HfTokenizer, WordTokenizer, loadTokenizer, PLAIN_CHAT_TEMPLATE, type TextTokenizer, type ChatMessage } from './tokenizer/index.js';

@@ -93,6 +93,30 @@ describe('Tensor', () => {
     }
   });
 
+
+  it('reuses large host buffers: a loop of mixed large sizes does not grow the process, zeros stay zeros', () => {
+    emptyCache();
+    // Sizes around glibc's dynamic mmap threshold (up to 32 MiB), the case that grew the heap without bound.
+    const sizes = [31, 17, 9, 3, 24, 1].map((mb) => (mb << 20) / 4 + 123);
+    const churn = () => {
+      for (let i = 0; i < 12; i++) for (const n of sizes) Tensor.empty([n], { device: 'cpu' }).dispose();
+    };
+    churn();
+    const rss = process.memoryUsage().rss;
+    churn();
+    churn();
+    expect(process.memoryUsage().rss - rss).toBeLessThan(48 << 20);
+    const cached = memoryStats('cpu').cached;
+    expect(cached).toBeGreaterThan(0);
+    // a reused block comes back to zeros() zeroed
+    const dirty = Tensor.from(new Float32Array((9 << 20) / 4 + 123).fill(7), undefined, { device: 'cpu' });
+    dirty.dispose();
+    const clean = Tensor.zeros([(9 << 20) / 4 + 123], { device: 'cpu' });
+    expect(clean.handle.read(new Float32Array(clean.size)).every((x) => x === 0)).toBe(true);
+    clean.dispose();
+    emptyCache();
+    expect(memoryStats('cpu').cached).toBe(0);
+  });
   it('reshape gives a view: same memory, its own lifetime; bad shapes are refused', async () => {
     const t = Tensor.from([1, 2, 3, 4, 5, 6], [2, 3], { device });
     const v = t.reshape([3, 2]);

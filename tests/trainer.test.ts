@@ -15,7 +15,7 @@ import { DataError, promptIds, readItems, scoreResponse, type RecipeItem } from 
 import { Random } from '../src/rl/random.js';
 import { policyUpdate, rollout } from '../src/rl/step.js';
 import { WORLD_TASKS, worldEpisode, worldTokenizer } from '../src/rl/tiny_world.js';
-import { train } from '../src/rl/trainer.js';
+import { passRates, train } from '../src/rl/trainer.js';
 import { WordTokenizer } from '../src/tokenizer/word.js';
 
 const dirs: string[] = [];
@@ -52,7 +52,21 @@ describe('train', () => {
     expect(last).toBeGreaterThan(first + 0.5);
     expect(res.finished).toBe(true);
     expect(readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(40);
+    // difficulty binning: the trained model solves (nearly) everything, the untrained one (nearly) nothing
+    const rate = (m: CausalLM) => [...passRates(m, toyItems, (it) => toyTok.encode(it.prompt!, { bos: true }), toyTok, { k: 8, maxTokens: 2, temperature: 1, topP: 1, seed: 3 }).values()];
+    const fresh = CausalLM.fromHost(toyHost(6), { device: 'cpu' });
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(rate(res.model))).toBeGreaterThan(0.8);
+    expect(mean(rate(fresh))).toBeLessThan(0.3);
+    fresh.dispose();
     res.model.dispose();
+    // a binned run records the pass rates once and leaves the always-solved prompts out
+    const binned = tempDir();
+    const run2 = await train({ runDir: binned, model: toyHost(6), tokenizer: toyTok, items: toyItems, config: toyConfig({ binK: 4, stages: [{ maxInput: 16, maxOutput: 2, steps: 1 }] }), device: 'cpu' });
+    run2.model.dispose();
+    const bins = JSON.parse(readFileSync(join(binned, 'bins.json'), 'utf8')) as Record<string, number>;
+    expect(Object.keys(bins).sort()).toEqual(toyItems.map((i) => i.id).sort());
+    expect(Object.values(bins).every((r) => r >= 0 && r <= 1 && Number.isInteger(r * 4))).toBe(true);
   }, 60_000);
 
   it('resumes from a checkpoint exactly as if it never stopped', async () => {

@@ -215,7 +215,7 @@ export function registerTrainCommands(program: Command): void {
       const log = (line: string) => console.error(line);
       if (o.preset !== undefined) {
         if (o.preset !== 'tiny') throw new Error(`--preset: unknown preset '${o.preset}' (known: tiny)`);
-        const r = await sftTiny({ outDir: o.out, steps: o.steps ?? 350, batch: o.batch, lr: o.lr, seed: o.seed, stopAt: o.stopAt, log });
+        const r = await sftTiny({ outDir: o.out, steps: o.steps ?? 800, batch: o.batch, lr: o.lr, seed: o.seed, stopAt: o.stopAt, log });
         console.log(`sft: ${r.steps} steps, pass@1 ${r.pass1.toFixed(3)}, pass@8 ${r.passK.toFixed(3)}; model in ${o.out}`);
         return;
       }

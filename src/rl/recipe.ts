@@ -42,7 +42,7 @@ export interface TinySftOptions {
   batch?: number;
   lr?: number;
   seed?: number;
-  /** Stop at the first check (every 50 steps) where macro pass@1 ≥ this and pass@8 ≥ 2 × pass@1 (default 0.3; 0: never). */
+  /** Stop at the first check (every 50 steps) where macro pass@1 ≥ this and pass@8 ≥ 2 × pass@1 (default 0: never). */
   stopAt?: number;
   log?: (line: string) => void;
 }
@@ -54,13 +54,13 @@ export async function sftTiny(opts: TinySftOptions): Promise<{ steps: number; pa
   const model = CausalLM.fromHost(initWeights(tinyModelConfig(), { seed: opts.seed ?? 1 }), { device: 'cpu' });
   const opt = new AdamW(model.parameters(), { lr: opts.lr ?? 1e-3, weightDecay: 0.01 });
   const stream = tinySftStream(opts.seed ?? 1);
-  const dev = tinyItems(777, 400, { locate: 0.25, 'owned-place': 0.25, items: 0.25, 'owner-job': 0.25 }, 'd');
+  const dev = tinyItems(777, 200, { locate: 0.25, 'owned-place': 0.25, items: 0.25, 'owner-job': 0.25 }, 'd');
   let result = { pass1: 0, passK: 0 };
-  const stopAt = opts.stopAt ?? 0.3;
+  const stopAt = opts.stopAt ?? 0;
   try {
     const started = performance.now();
     const run = await runSft({
-      model, optimizer: opt, steps: opts.steps ?? 600, lr: opts.lr ?? 1e-3,
+      model, optimizer: opt, steps: opts.steps ?? 800, lr: opts.lr ?? 1e-3,
       batch: () => stream(opts.batch ?? 64).map((e) => ({ prompt: tokenizer.encode(e.prompt, { bos: true }), response: [...tokenizer.encode(e.target), 2] })),
       check: {
         every: 50,

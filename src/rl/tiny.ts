@@ -43,10 +43,18 @@ export function tinyHeldOut(perTask = 300): RecipeItem[] {
   return tinyItems(424242, perTask * WORLD_TASKS.length, Object.fromEntries(WORLD_TASKS.map((t) => [t, 1 / WORLD_TASKS.length])) as Record<WorldTask, number>, 'h');
 }
 
-/** SFT examples: tasks in equal shares, a fresh world each (the stream is endless and seeded). */
-export function tinySftStream(seed: number): (batch: number) => WorldEpisode[] {
+/**
+ * SFT examples: tasks drawn with the RL pool's shares (the frequent 1-hop task is where reading by reference is
+ * learned first), a fresh world each (the stream is endless and seeded).
+ */
+export function tinySftStream(seed: number, shares: Record<WorldTask, number> = TINY_TASK_SHARES): (batch: number) => WorldEpisode[] {
   const rng = new Random(seed);
-  return (batch) => Array.from({ length: batch }, () => worldEpisode(rng, WORLD_TASKS[rng.int(WORLD_TASKS.length)]!));
+  const draw = (): WorldTask => {
+    let r = rng.next();
+    for (const t of WORLD_TASKS) if ((r -= shares[t]) < 0) return t;
+    return WORLD_TASKS[0]!;
+  };
+  return (batch) => Array.from({ length: batch }, () => worldEpisode(rng, draw()));
 }
 
 export const TINY_STAGES: Stage[] = [{ maxInput: 160, maxOutput: 8, steps: 60 }];
@@ -54,5 +62,5 @@ export const TINY_STAGES: Stage[] = [{ maxInput: 160, maxOutput: 8, steps: 60 }]
 /** The preset's RL settings (the algorithm's arm is applied on top). */
 export const TINY_TRAIN: Partial<TrainConfig> = {
   group: 8, batch: 16, lr: 3e-4, weightDecay: 0, clipNorm: 1, temperature: 0.7, topP: 0.95, stages: TINY_STAGES, checkpointEvery: 10,
-  entropyLow: 0.5, entropyHigh: 0.65,
+  entropyLow: 0.75, entropyHigh: 0.9,
 };

@@ -9,7 +9,6 @@
  * The vocabulary is closed (under 100 words), so a word tokenizer covers it exactly.
  */
 import { WordTokenizer } from '../tokenizer/word.js';
-import { listF1, exactMatch } from './rewards.js';
 import { Random } from './random.js';
 
 export const PEOPLE = ['anna', 'ben', 'cara', 'dan', 'eva', 'finn', 'gus', 'hana', 'ivy', 'jon', 'kai', 'lea'] as const;
@@ -82,21 +81,4 @@ export function worldEpisode(rng: Random, task: WorldTask, opts: WorldOptions = 
     answer = owned.get(p)!.slice();
   }
   return { task, prompt: `${facts.join(' ')} question : ${question} answer :`, answer, target: answer.join(' , ') };
-}
-
-/** A fixed set of episodes: `perTask[task]` questions of each task, from one seed. */
-export function worldDataset(seed: number, perTask: Partial<Record<WorldTask, number>>, opts: WorldOptions = {}): WorldEpisode[] {
-  const rng = new Random(seed);
-  const out: WorldEpisode[] = [];
-  for (const task of WORLD_TASKS) for (let i = 0; i < (perTask[task] ?? 0); i++) out.push(worldEpisode(rng, task, opts));
-  return out;
-}
-
-/**
- * The reward of a response (decoded text): exact match for the one-word tasks (the whole response must be the
- * word, so listing candidates earns nothing), list F1 for `items`.
- */
-export function worldReward(episode: Pick<WorldEpisode, 'task' | 'answer'>, response: string): number {
-  if (episode.task === 'items') return listF1(response, episode.answer);
-  return exactMatch(response, episode.answer[0]!);
 }

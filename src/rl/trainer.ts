@@ -121,6 +121,22 @@ export function findCheckpoint(runDir: string): string | null {
   return null;
 }
 
+/** Fraction of k sampled responses per item that score 1. */
+export function passRates(model: CausalLM, items: readonly RecipeItem[], ids: (it: RecipeItem) => number[], tokenizer: TextTokenizer, o: { k: number; maxTokens: number; temperature: number; topP: number; seed: number }): Map<string, number> {
+  const out = new Map<string, number>();
+  const chunk = Math.max(1, Math.floor(1024 / o.k));
+  for (let s = 0; s < items.length; s += chunk) {
+    const part = items.slice(s, s + chunk);
+    const gens = model.generate(part.flatMap((it) => Array.from({ length: o.k }, () => ids(it))), { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, stopIds: tokenizer.eosIds, seed: o.seed + s });
+    part.forEach((it, i) => {
+      let hits = 0;
+      for (const g of gens.slice(i * o.k, (i + 1) * o.k)) hits += scoreResponse(it, tokenizer.decode(g.finishReason === 'stop' ? g.tokens.slice(0, -1) : g.tokens)) >= 1 ? 1 : 0;
+      out.set(it.id, hits / o.k);
+    });
+  }
+  return out;
+}
+
 export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
   const config = checkTrainConfig({ ...opts.config });
   const log = opts.log ?? (() => {});
@@ -165,10 +181,30 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
     }
     const totalSteps = config.stages.reduce((a, s) => a + s.steps, 0);
     const promptCache = new Map<string, number[]>();
-    const ids = (it: RecipeItem, stage: Stage): number[] => {
+    const ids = (it: RecipeItem): number[] => {
       let p = promptCache.get(it.id);
       if (!p) promptCache.set(it.id, (p = promptIds(it, tokenizer, { window: Number.MAX_SAFE_INTEGER, maxTokens: 0 }).ids));
       return p;
+    };
+    // Offline difficulty binning: pass@k of the starting model per prompt, computed once per run (kept for resumes).
+    let bins: Map<string, number> | null = null;
+    if (config.binK > 0) {
+      const binsPath = join(runDir, 'bins.json');
+      if (existsSync(binsPath)) bins = new Map(Object.entries(JSON.parse(readFileSync(binsPath, 'utf8')) as Record<string, number>));
+      else {
+        const maxOut = Math.max(...config.stages.map((s) => s.maxOutput));
+        const fits = opts.items.filter((it) => ids(it).length + maxOut <= model.config.maxSeqLen);
+        const rates = passRates(model, fits, ids, tokenizer, { k: config.binK, maxTokens: maxOut, temperature: config.temperature, topP: config.topP, seed: stepSeed(config.seed, 0x5eed) });
+        bins = new Map([...rates].map(([id, r]) => [id, r]));
+        writeFileSync(binsPath, JSON.stringify(Object.fromEntries(bins)));
+      }
+      const solved = [...bins.values()].filter((r) => r >= 1).length;
+      log(`difficulty bins (pass rate of ${config.binK} samples): ${solved} prompts always solved are left out`);
+    }
+    const binOf = (it: RecipeItem): string => {
+      const r = bins?.get(it.id);
+      if (r === undefined) return '';
+      return r <= 0 ? '|unsolved' : r <= 1 / 3 ? '|hard' : r <= 2 / 3 ? '|medium' : '|easy';
     };
     let sampler: TaskBalancedSampler | null = null;
     let pool: RecipeItem[] = [];
@@ -176,13 +212,15 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
       const stage = config.stages[stageIndex]!;
       const carried = new Set(state.carried);
       pool = opts.items.filter((it) => {
-        const fits = ids(it, stage).length <= stage.maxInput && ids(it, stage).length + stage.maxOutput <= model.config.maxSeqLen;
-        return fits && ((stage.tasks?.includes(it.task) ?? true) || carried.has(it.id));
+        const fits = ids(it).length <= stage.maxInput && ids(it).length + stage.maxOutput <= model.config.maxSeqLen;
+        const unsolvable = bins !== null && !((bins.get(it.id) ?? 0) < 1);
+        return fits && !unsolvable && ((stage.tasks?.includes(it.task) ?? true) || carried.has(it.id));
       });
       if (pool.length === 0) throw new RangeError(`train: stage ${stageIndex} has no prompts (maxInput ${stage.maxInput}, tasks ${stage.tasks?.join(',') ?? 'all'}, window ${model.config.maxSeqLen})`);
       const tasks: Record<string, number[]> = {};
       pool.forEach((it, i) => {
-        const key = config.balance === 'task' ? it.task : 'all';
+        // equal draws per task (when balanced) and per difficulty bin (when binned)
+        const key = (config.balance === 'task' ? it.task : 'all') + binOf(it);
         (tasks[key] ??= []).push(i);
       });
       sampler = new TaskBalancedSampler({ tasks, batchSize: config.batch, seed: stepSeed(config.seed, 7919 * (stageIndex + 1)) });
@@ -212,7 +250,7 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
       const t0 = performance.now();
       const drawn = sampler!.next().map((s) => pool[s.index]!);
       const prompts: RlPrompt[] = drawn.map((it) => ({
-        ids: ids(it, stage),
+        ids: ids(it),
         taskId: it.task,
         score: (tokens) => {
           const stopped = tokens.length > 0 && tokenizer.eosIds.includes(tokens[tokens.length - 1]!) ? tokens.slice(0, -1) : tokens;
