@@ -50,6 +50,7 @@ describe.skipIf(!existsSync(built) || offline)('pack and install', () => {
     const files = packed[0]!.files.map((f) => f.path);
     expect(files.some((f) => f.startsWith('prebuilds/'))).toBe(true);
     expect(files).toContain('dist/src/index.js');
+    expect(files).toContain('models/tiny-sft/model.safetensors'); // the tiny preset's starting point
     expect(files.some((f) => f.startsWith('tests/') || f.startsWith('build/'))).toBe(false);
 
     // An empty project whose PATH holds node and sh alone (npm runs scripts with sh): no cmake, nvcc or compiler.

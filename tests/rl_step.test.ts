@@ -57,7 +57,9 @@ describe('rlStep', () => {
     const model = tinyPolicy(1);
     const opt = new AdamW(model.parameters(), { lr: 1e-3 });
     await expect(rlStep(model, opt, [])).rejects.toThrow(/no prompts/);
-    await expect(rlStep(model, opt, [{ ids: [1], taskId: 0, score: () => NaN }], { group: 2, maxTokens: 2 })).rejects.toThrow(/not a finite number/);
+    const skipped = await rlStep(model, opt, [{ ids: [1], taskId: 0, score: () => NaN }], { group: 2, maxTokens: 2 });
+    expect(skipped.skipped).toMatch(/reward of rollout 0 is NaN/);
+    expect(opt.step).toBe(0);
     await expect(rlStep(model, opt, [{ ids: [1], taskId: 0, score: () => 0 }], { group: 0 })).rejects.toThrow(/group/);
     opt.dispose();
     model.dispose();

@@ -44,6 +44,25 @@ describe('word-level tokenizer', () => {
     expect(tok.applyChatTemplate([{ role: 'user', content: 'hi' }])).toBe('User: hi\n\nAssistant:');
   });
 
+  it('saves its vocabulary as words.json, which loadTokenizer reads (file or folder); corrupt files are refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qwenlong-words-'));
+    try {
+      const tok = WordTokenizer.fromCorpus(['the key is in the attic .']);
+      tok.save(join(dir, 'words.json'));
+      for (const p of [join(dir, 'words.json'), dir]) {
+        const back = loadTokenizer(p) as WordTokenizer;
+        expect(back.words).toEqual(tok.words);
+        expect(back.encode('the key is in the attic .')).toEqual(tok.encode('the key is in the attic .'));
+      }
+      writeFileSync(join(dir, 'words.json'), '{"type":"word","words":["a","b"]}');
+      expect(() => loadTokenizer(dir)).toThrow(/word 0 must be <pad>/);
+      writeFileSync(join(dir, 'words.json'), 'not json');
+      expect(() => loadTokenizer(dir)).toThrow(/not a word-tokenizer file/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('loadTokenizer refuses what it cannot read', () => {
     const dir = mkdtempSync(join(tmpdir(), 'qwenlong-tok-'));
     try {

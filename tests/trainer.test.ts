@@ -162,10 +162,56 @@ describe('train', () => {
     expect(() => readItems(join(d, 'missing.jsonl'))).toThrow(/cannot read/);
   });
 
+  it('runs the dapo arm: equal-reward groups dropped before the update, several clipped minibatches', async () => {
+    const runDir = tempDir();
+    const res = await train({ runDir, model: toyHost(6), tokenizer: toyTok, items: toyItems, config: toyConfig({ algo: 'dapo', stages: [{ maxInput: 16, maxOutput: 2, steps: 12 }] }), device: 'cpu' });
+    expect(res.records.some((r) => r.droppedGroups > 0)).toBe(true);
+    for (const r of res.records) {
+      expect(r.droppedGroups).toBe(r.zeroVarianceGroups);
+      if (r.droppedGroups === 8) expect(r.skipped).toMatch(/equal rewards/);
+      else expect(r.skipped).toBeNull();
+    }
+    const config = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as { minibatches: number; aggregation: string };
+    expect(config).toMatchObject({ minibatches: 4, aggregation: 'token-mean' });
+    res.model.dispose();
+  });
+
   it('refuses a stage no prompt fits and duplicate ids', async () => {
     const config = toyConfig({ stages: [{ maxInput: 2, maxOutput: 3, steps: 1 }] });
     await expect(train({ runDir: tempDir(), model: toyHost(1), tokenizer: toyTok, items: toyItems, config, device: 'cpu' })).rejects.toThrow(/stage 0 has no prompts/);
     await expect(train({ runDir: tempDir(), model: toyHost(1), tokenizer: toyTok, items: [toyItems[0]!, toyItems[0]!], config: toyConfig(), device: 'cpu' })).rejects.toThrow(/two items have the id/);
+  });
+});
+
+describe('the tiny preset', () => {
+  it('runs end to end from the packaged checkpoint (a few steps) and ends with the held-out line', () => {
+    const out = join(tempDir(), 'run');
+    const cli = join(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
+    const stdout = execFileSync(process.execPath, [cli, 'train', '--preset', 'tiny', '--steps', '3', '--out', out, '--no-progress'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines = stdout.trim().split('\n');
+    expect(lines[lines.length - 1]).toMatch(/^held-out accuracy: before=0\.\d{3} after=0\.\d{3}$/);
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { before: { macro: number; byTask: Record<string, { n: number }> } };
+    expect(Object.values(summary.before.byTask).map((t) => t.n)).toEqual([300, 300, 300, 300]);
+    expect(lines[lines.length - 1]).toContain(`before=${summary.before.macro.toFixed(3)}`);
+    expect(existsSync(join(out, 'report.html'))).toBe(true);
+    expect(existsSync(join(out, 'final', 'model.safetensors'))).toBe(true);
+  }, 120_000);
+
+  it('refuses a model or data beside the preset, and an unknown preset', () => {
+    const cli = join(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
+    const run = (...a: string[]) => {
+      try {
+        execFileSync(process.execPath, [cli, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        return '';
+      } catch (e) {
+        return String((e as { stderr: string }).stderr);
+      }
+    };
+    expect(run('train', '--preset', 'tiny', '--model', 'x')).toMatch(/leave out --model and --data/);
+    expect(run('train', '--preset', 'huge')).toMatch(/unknown preset 'huge'/);
+    expect(run('train', '--model', 'x')).toMatch(/needs --model and --data/);
+    expect(run('train', '--preset', 'tiny', '--group', '0')).toMatch(/--group must be an integer ≥ 1/);
+    expect(run('eval')).toMatch(/eval needs --data/);
   });
 });
 
