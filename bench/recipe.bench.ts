@@ -3,7 +3,7 @@
  * balanced sampling, + task std, and the full aepo recipe, 3 seeds each, all from the one packaged SFT checkpoint,
  * each run capped at 4 minutes and resumable (finished runs are reused, so the sweep may span several sittings).
  * Reports greedy held-out macro accuracy per arm with its seed spread and a paired bootstrap interval of the
- * difference against grpo (questions resampled within tasks, seeds paired), and RL throughput. Writes
+ * difference against grpo (questions resampled within tasks, seeds paired), and rollout throughput. Writes
  * bench/results/recipe.md. Runs live in bench/results/recipe-runs/ (or QWENLONG_RECIPE_RUNS).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -119,11 +119,10 @@ const suite: BenchSuite = {
         'vs grpo 95% hi': hi,
         'AEPO switches (mean)': mean(r.switches),
         'rollout tok/s': mean(steps.map((s) => s.rolloutTokensPerS)),
-        'train tok/s': mean(steps.filter((s) => s.trainTokensPerS > 0).map((s) => s.trainTokensPerS)),
         's/step': mean(steps.map((s) => s.stepSeconds)),
       };
       out.push({ suite: 'recipe', case: arm.name, medianMs: mean(steps.map((s) => s.stepSeconds)) * 1000, samples: steps.length, figures });
-      rows.push(`| ${arm.name} | ${r.after.map((x) => x.toFixed(3)).join(' / ')} | ${mean(r.after).toFixed(3)} | ${arm.name === 'grpo' ? '–' : `${(mean(r.after) - mean(base.after)) >= 0 ? '+' : ''}${(mean(r.after) - mean(base.after)).toFixed(3)} [${lo.toFixed(3)}, ${hi.toFixed(3)}]`} | ${mean(r.switches).toFixed(1)} | ${mean(steps.map((s) => s.rolloutTokensPerS)).toFixed(0)} | ${mean(steps.filter((s) => s.trainTokensPerS > 0).map((s) => s.trainTokensPerS)).toFixed(0)} |`);
+      rows.push(`| ${arm.name} | ${r.after.map((x) => x.toFixed(3)).join(' / ')} | ${mean(r.after).toFixed(3)} | ${arm.name === 'grpo' ? '–' : `${(mean(r.after) - mean(base.after)) >= 0 ? '+' : ''}${(mean(r.after) - mean(base.after)).toFixed(3)} [${lo.toFixed(3)}, ${hi.toFixed(3)}]`} | ${mean(r.switches).toFixed(1)} | ${mean(steps.map((s) => s.rolloutTokensPerS)).toFixed(0)} | ${mean(steps.map((s) => s.stepSeconds)).toFixed(2)} |`);
     }
     if (!ctx.quick) {
       const md = [
@@ -134,7 +133,7 @@ const suite: BenchSuite = {
         `runs the tiny preset's RL stage; seeds ${seeds.join(', ')}. Interval: 95% paired bootstrap of the difference in mean macro accuracy against grpo`,
         '(questions resampled within each task, seeds paired).',
         '',
-        '| arm | held-out after, per seed | mean | vs grpo [95% CI] | AEPO switches | rollout tok/s | train tok/s |',
+        '| arm | held-out after, per seed | mean | vs grpo [95% CI] | AEPO switches | rollout tok/s | s/step |',
         '|---|---|---|---|---|---|---|',
         ...rows,
         '',

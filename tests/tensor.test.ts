@@ -105,9 +105,12 @@ describe('Tensor', () => {
     const rss = process.memoryUsage().rss;
     churn();
     churn();
-    expect(process.memoryUsage().rss - rss).toBeLessThan(48 << 20);
-    const cached = memoryStats('cpu').cached;
-    expect(cached).toBeGreaterThan(0);
+    // under AddressSanitizer every buffer goes through malloc (so overflows are caught) and nothing is cached
+    const sanitized = (process.env.LD_PRELOAD ?? '').includes('asan');
+    if (!sanitized) {
+      expect(process.memoryUsage().rss - rss).toBeLessThan(48 << 20);
+      expect(memoryStats('cpu').cached).toBeGreaterThan(0);
+    }
     // a reused block comes back to zeros() zeroed
     const dirty = Tensor.from(new Float32Array((9 << 20) / 4 + 123).fill(7), undefined, { device: 'cpu' });
     dirty.dispose();

@@ -176,6 +176,28 @@ describe('train', () => {
     res.model.dispose();
   });
 
+  it('asks the judge only when the rule check fails, and trains on its verdict', async () => {
+    const asked: string[] = [];
+    const judge = async (x: { question: string; answer: string; prediction: string }) => {
+      asked.push(x.prediction);
+      return x.answer === 'red' ? 1 : 0; // a lenient judge for one answer
+    };
+    const res = await train({ runDir: tempDir(), model: toyHost(6), tokenizer: toyTok, items: toyItems, config: toyConfig({ stages: [{ maxInput: 16, maxOutput: 2, steps: 2 }] }), device: 'cpu', judge });
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.length).toBeLessThan(2 * 64); // never for rollouts the rule already scored 1
+    const warm = res.records.map((r) => r.rewardByTask.warm!);
+    expect(Math.max(...warm)).toBeGreaterThan(0.4); // every "say red" rollout now scores 1
+    res.model.dispose();
+  });
+
+  it('refuses a damaged checkpoint with an error naming the file', async () => {
+    const runDir = tempDir();
+    const config = toyConfig({ stages: [{ maxInput: 16, maxOutput: 2, steps: 2 }], checkpointEvery: 1 });
+    (await train({ runDir, model: toyHost(1), tokenizer: toyTok, items: toyItems, config, device: 'cpu', maxSteps: 1 })).model.dispose();
+    writeFileSync(join(runDir, 'checkpoint', 'trainer.json'), '{"version": 1, "st');
+    await expect(train({ runDir, model: toyHost(1), tokenizer: toyTok, items: toyItems, config, device: 'cpu', resume: true })).rejects.toThrow(/trainer\.json: cannot be read as JSON/);
+  });
+
   it('refuses a stage no prompt fits and duplicate ids', async () => {
     const config = toyConfig({ stages: [{ maxInput: 2, maxOutput: 3, steps: 1 }] });
     await expect(train({ runDir: tempDir(), model: toyHost(1), tokenizer: toyTok, items: toyItems, config, device: 'cpu' })).rejects.toThrow(/stage 0 has no prompts/);

@@ -45,8 +45,8 @@ Counter& host_counter() {
 // process grew by ~0.5 GB per RL step while live tensors stayed at 13 MB. Plain mmap per buffer fixes the growth
 // but pays fresh page faults and zeroing on every op (40% slower steps). So: large buffers are mmapped in rounded
 // sizes and kept on free in a size-ordered cache (up to a byte cap), reused by the next request that fits with at
-// most 25% waste. Small buffers stay with malloc. Under AddressSanitizer the cache is off, so use-after-free of a
-// tensor's memory is still caught.
+// most 25% waste. Small buffers stay with malloc. Under AddressSanitizer every buffer goes through malloc, so
+// overflows and use-after-free of a tensor's memory are still caught.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kHostCache = false;
 #elif defined(__has_feature)
@@ -96,7 +96,7 @@ class HostCache {
     auto it = sizes_.find(p);
     const size_t bytes = it->second;
     sizes_.erase(it);
-    if (!kHostCache || bytes > cap()) {
+    if (bytes > cap()) {
       lock.unlock();
       munmap(p, bytes);
       return;
@@ -262,7 +262,7 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
       static const size_t physical = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
       if (bytes > physical)
         throw_range("cannot allocate " + std::to_string(bytes) + " bytes of host memory: the machine has " + std::to_string(physical));
-      if (bytes >= kLargeHost) {
+      if (kHostCache && bytes >= kLargeHost) {
         p = host_cache().allocate(HostCache::round(bytes));  // page-aligned
       } else {
         size_t rounded = (bytes + 63) / 64 * 64;
@@ -283,7 +283,7 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
 Storage::~Storage() {
   if (!data_) return;
   if (device_ == Device::cpu) {
-    if (bytes_ >= kLargeHost)
+    if (kHostCache && bytes_ >= kLargeHost)
       host_cache().release(data_);
     else
       std::free(data_);

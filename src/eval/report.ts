@@ -40,7 +40,7 @@ function fmt(v: number): string {
 }
 
 /** A line chart as an SVG string; `marks` are vertical lines (step, label). */
-export function lineChart(title: string, series: Series[], opts: { marks?: { x: number; label: string }[]; yLabel?: string; smoothing?: number } = {}): string {
+export function lineChart(title: string, series: Series[], opts: { marks?: { x: number; label: string }[]; yLabel?: string; smoothing?: number; colorOffset?: number } = {}): string {
   const W = 560, H = 260, L = 56, R = 12, T = 28, B = 36;
   const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
   if (all.length === 0) return `<figure><figcaption>${esc(title)}</figcaption><p class="empty">no data</p></figure>`;
@@ -61,12 +61,12 @@ export function lineChart(title: string, series: Series[], opts: { marks?: { x: 
   if (opts.yLabel) parts.push(`<text x="12" y="${(T + H - B) / 2}" class="yl" transform="rotate(-90 12 ${(T + H - B) / 2})">${esc(opts.yLabel)}</text>`);
   for (const m of opts.marks ?? []) parts.push(`<line x1="${sx(m.x)}" x2="${sx(m.x)}" y1="${T}" y2="${H - B}" class="m"><title>${esc(m.label)}</title></line>`);
   series.forEach((s, i) => {
-    const c = COLORS[i % COLORS.length];
+    const c = COLORS[(i + (opts.colorOffset ?? 0)) % COLORS.length];
     const w = opts.smoothing ?? 1;
     if (w > 1) parts.push(`<path d="${path(s.points)}" stroke="${c}" class="raw"/>`);
     parts.push(`<path d="${path(w > 1 ? smooth(s.points, w) : s.points)}" stroke="${c}" class="l"/>`);
   });
-  const legend = series.map((s, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(s.name)}</span>`).join('');
+  const legend = series.map((s, i) => `<span><i style="background:${COLORS[(i + (opts.colorOffset ?? 0)) % COLORS.length]}"></i>${esc(s.name)}</span>`).join('');
   parts.push('</svg>');
   return `<figure>${parts.join('')}<figcaption>${legend}${opts.marks?.length ? '<span><i class="mk"></i>AEPO switch</span>' : ''}</figcaption></figure>`;
 }
@@ -98,7 +98,7 @@ export function renderReport(runDir: string): string {
   const charts = [
     lineChart('Rollout reward', [{ name: 'mean', points: pts((r) => r.rewardMean) }, ...tasks.map((t) => ({ name: t, points: pts((r) => r.rewardByTask[t]) }))], { marks, smoothing: sm }),
     lineChart('Batch entropy (nats/token)', [{ name: 'entropy', points: pts((r) => r.batchEntropy) }], { marks, smoothing: 1 }),
-    lineChart('Rollout accuracy per task (reward = 1)', tasks.map((t) => ({ name: t, points: pts((r) => r.accuracyByTask[t]) })), { marks, smoothing: sm }),
+    lineChart('Rollout accuracy per task (reward = 1)', tasks.map((t) => ({ name: t, points: pts((r) => r.accuracyByTask[t]) })), { marks, smoothing: sm, colorOffset: 1 }),
     lineChart('Groups with equal rewards', [{ name: 'zero-variance groups', points: pts((r) => r.zeroVarianceGroups) }], { smoothing: sm }),
     lineChart('Response length (tokens)', [{ name: 'mean', points: pts((r) => r.responseTokensMean) }], { smoothing: sm }),
     lineChart('Gradient norm (before clipping) and NLL', [{ name: 'grad norm', points: pts((r) => r.gradNorm) }, { name: 'nll', points: pts((r) => r.nll) }], { smoothing: sm }),

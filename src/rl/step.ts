@@ -69,6 +69,7 @@ export interface UpdateMetrics {
   gradNorm: number;
   /** Why the update was skipped (weights untouched), or null. */
   skipped: string | null;
+  /** Tokens through the training forward and backward (prompts and responses). */
   trainTokens: number;
 }
 
@@ -115,18 +116,20 @@ export async function policyUpdate(model: CausalLM, optimizer: AdamW, rollouts: 
   // Advantages and AEPO's decision over the whole batch, once; each minibatch then uses its share.
   const decision = await decidePolicy(rollouts, { advantage: options.advantage, aepo: options.aepo });
   const index = new Map(rollouts.map((r, i) => [r, i]));
-  let nllSum = 0, normMax = 0, tokens = 0;
+  let nllSum = 0, normMax = 0, tokens = 0, targets = 0;
   for (let m = 0; m < M; m++) {
     const mine = new Set(groups.filter((_, i) => i % M === m));
     const part = rollouts.filter((r) => mine.has(r.groupId));
     const share: PolicyDecision = { ...decision, advantages: Float64Array.from(part, (r) => decision.advantages[index.get(r)!]!) };
     const res = await updateOnce(model, optimizer, part, options, m > 0, share);
     if (res.skipped) return { ...res, trainTokens: tokens };
-    nllSum += res.nll * res.trainTokens;
+    const responseTokens = part.reduce((a, r) => a + r.tokens.length, 0);
+    nllSum += res.nll * responseTokens;
+    targets += responseTokens;
     normMax = Math.max(normMax, res.gradNorm);
     tokens += res.trainTokens;
   }
-  return { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, nll: nllSum / tokens, gradNorm: normMax, skipped: null, trainTokens: tokens };
+  return { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, nll: nllSum / targets, gradNorm: normMax, skipped: null, trainTokens: tokens };
 }
 
 async function updateOnce(model: CausalLM, optimizer: AdamW, part: readonly Rollout[], options: UpdateOptions, offPolicy: boolean, decision: PolicyDecision): Promise<UpdateMetrics> {
@@ -161,7 +164,7 @@ async function updateOnce(model: CausalLM, optimizer: AdamW, part: readonly Roll
   const normT = ops.gradNorm([...grads.values()]);
   const gradNorm = await normT.item();
   normT.dispose();
-  const base = { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, nll, gradNorm, trainTokens: rows.targets.length };
+  const base = { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, nll, gradNorm, trainTokens: ids.length };
   if (!Number.isFinite(lossValue) || !Number.isFinite(nll)) return { ...base, skipped: `the loss is ${lossValue} (nll ${nll})` };
   if (!Number.isFinite(gradNorm)) return { ...base, skipped: `the gradient norm is ${gradNorm}` };
   if (clip > 0) ops.clipGrad([...grads.values()], clip).dispose();

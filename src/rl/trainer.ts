@@ -17,6 +17,7 @@ import type { TextTokenizer } from '../tokenizer/hf.js';
 import { AepoController } from './aepo.js';
 import { checkTrainConfig, type Stage, type TrainConfig } from './config.js';
 import { promptIds, scoreResponse, type RecipeItem } from './data.js';
+import { type Judge, withJudge } from './rewards.js';
 import { TaskBalancedSampler, type TaskBalancedSamplerState } from './sampler.js';
 import { policyUpdate, rollout, rolloutMetrics, zeroVarianceGroups, type RlPrompt } from './step.js';
 
@@ -71,6 +72,8 @@ export interface TrainRunOptions {
   maxSeconds?: number;
   log?: (line: string) => void;
   onStep?: (record: StepRecord, total: number) => void;
+  /** An LLM judge asked when the rule check does not give full marks (the paper's judge behind the rule). */
+  judge?: Judge;
 }
 
 export interface TrainRunResult {
@@ -121,6 +124,14 @@ export function findCheckpoint(runDir: string): string | null {
   return null;
 }
 
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: cannot be read as JSON (${(e as Error).message}); the checkpoint is damaged, start without --resume or restore it`);
+  }
+}
+
 /** Fraction of k sampled responses per item that score 1. */
 export function passRates(model: CausalLM, items: readonly RecipeItem[], ids: (it: RecipeItem) => number[], tokenizer: TextTokenizer, o: { k: number; maxTokens: number; temperature: number; topP: number; seed: number }): Map<string, number> {
   const out = new Map<string, number>();
@@ -153,9 +164,9 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
   let state: TrainerState;
   let host: HostWeights;
   if (ckpt) {
-    state = JSON.parse(readFileSync(join(ckpt, 'trainer.json'), 'utf8')) as TrainerState;
-    if (state.version !== 1) throw new Error(`${ckpt}: trainer state version ${String(state.version)} is not supported`);
-    const saved = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as TrainConfig;
+    state = readJson(join(ckpt, 'trainer.json')) as TrainerState;
+    if (state?.version !== 1 || !Number.isInteger(state.step)) throw new Error(`${join(ckpt, 'trainer.json')}: not a trainer state this version reads`);
+    const saved = existsSync(join(runDir, 'config.json')) ? (readJson(join(runDir, 'config.json')) as TrainConfig) : null;
     if (JSON.stringify(saved) !== JSON.stringify(config)) log('warning: the configuration differs from the one the run started with; resuming with the new one');
     host = readHfFolder(ckpt);
     // metrics written after the checkpoint belong to steps that will run again
@@ -259,6 +270,15 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
       }));
       const seed = stepSeed(config.seed, state.step);
       const rollouts = rollout(model, prompts, { group: config.group, maxTokens: stage.maxOutput, temperature: config.temperature, topP: config.topP, stopIds: tokenizer.eosIds, seed });
+      if (opts.judge) {
+        for (const r of rollouts) {
+          if (!(r.reward < 1)) continue;
+          const it = drawn[r.groupId as number]!;
+          const all = Array.from(r.tokens);
+          const stopped = all.length > 0 && tokenizer.eosIds.includes(all[all.length - 1]!) ? all.slice(0, -1) : all;
+          r.reward = await withJudge(r.reward, opts.judge, { question: it.question ?? it.prompt ?? '', answer: Array.isArray(it.answer) ? it.answer.join(', ') : String(it.answer), prediction: tokenizer.decode(stopped) });
+        }
+      }
       const t1 = performance.now();
       const rm = rolloutMetrics(rollouts);
       const zero = zeroVarianceGroups(rollouts);
