@@ -57,10 +57,10 @@ export function tinySftStream(seed: number, shares: Record<WorldTask, number> = 
   return (batch) => Array.from({ length: batch }, () => worldEpisode(rng, draw()));
 }
 
-export const TINY_STAGES: Stage[] = [{ maxInput: 160, maxOutput: 8, steps: 120 }];
+export const TINY_STAGES: Stage[] = [{ maxInput: 160, maxOutput: 8, steps: 80 }];
 
 /** The preset's RL settings (the algorithm's arm is applied on top). */
 export const TINY_TRAIN: Partial<TrainConfig> = {
   group: 8, batch: 16, lr: 1e-4, weightDecay: 0, clipNorm: 1, temperature: 0.7, topP: 0.95, stages: TINY_STAGES, checkpointEvery: 10,
-  entropyLow: 0.75, entropyHigh: 0.9,
+  entropyLow: 0.5, entropyHigh: 0.65,
 };
