@@ -65,6 +65,12 @@ export function readItems(file: string): RecipeItem[] {
   return items;
 }
 
+/** A response's text: its tokens decoded without the stop token that ended it. */
+export function responseText(tokenizer: TextTokenizer, tokens: ArrayLike<number>): string {
+  const all = Array.from(tokens);
+  return tokenizer.decode(all.length > 0 && tokenizer.eosIds.includes(all[all.length - 1]!) ? all.slice(0, -1) : all);
+}
+
 /** The reward of a response text for an item, in [0, 1]. */
 export function scoreResponse(item: RecipeItem, response: string): number {
   const gold = item.answer;

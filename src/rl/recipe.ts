@@ -11,7 +11,7 @@ import { CausalLM } from '../model/model.js';
 import { AdamW } from '../model/optim.js';
 import type { TextTokenizer } from '../tokenizer/hf.js';
 import { makeTrainConfig, type TrainConfig } from './config.js';
-import { promptIds, scoreResponse, type RecipeItem } from './data.js';
+import { promptIds, responseText, scoreResponse, type RecipeItem } from './data.js';
 import { runSft } from './sft.js';
 import { TINY_TRAIN, tinyHeldOut, tinyItems, tinyModelConfig, tinySftStream } from './tiny.js';
 import { worldTokenizer } from './tiny_world.js';
@@ -24,7 +24,7 @@ export function passAtK(model: CausalLM, tokenizer: TextTokenizer, items: readon
   const gens = model.generate(prompts.flatMap((p) => Array.from({ length: k }, () => p)), { maxTokens: opts.maxTokens, temperature: opts.temperature ?? 0.7, topP: 0.95, stopIds: tokenizer.eosIds, seed: opts.seed ?? 1 });
   const acc = new Map<string, { p1: number; pk: number; n: number }>();
   items.forEach((it, i) => {
-    const scores = gens.slice(i * k, (i + 1) * k).map((g) => scoreResponse(it, tokenizer.decode(g.finishReason === 'stop' ? g.tokens.slice(0, -1) : g.tokens)));
+    const scores = gens.slice(i * k, (i + 1) * k).map((g) => scoreResponse(it, responseText(tokenizer, g.tokens)));
     const a = acc.get(it.task) ?? { p1: 0, pk: 0, n: 0 };
     a.p1 += scores.reduce((x, y) => x + y, 0) / k;
     a.pk += scores.some((s) => s >= 1) ? 1 : 0;

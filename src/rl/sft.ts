@@ -5,8 +5,8 @@
  */
 import type { CausalLM } from '../model/model.js';
 import type { AdamW } from '../model/optim.js';
-import { gatherRows, responseRows, scatterRows } from '../model/response.js';
 import * as ops from '../ops/index.js';
+import { gradientStep } from './step.js';
 
 export interface SftExample {
   /** Prompt ids (BOS and template applied): context only, never a target. */
@@ -23,40 +23,18 @@ export interface SftStepMetrics {
 
 export async function sftStep(model: CausalLM, optimizer: AdamW, examples: readonly SftExample[], opts: { clipNorm?: number; lr?: number } = {}): Promise<SftStepMetrics> {
   if (!Array.isArray(examples) || examples.length === 0) throw new RangeError('sftStep: no examples');
-  const ids: number[] = [], cu = [0], promptLens: number[] = [];
   examples.forEach((e, i) => {
     if (!e || !Array.isArray(e.prompt) || e.prompt.length === 0) throw new TypeError(`sftStep: examples[${i}].prompt must be a non-empty array of token ids`);
     if (!Array.isArray(e.response) || e.response.length === 0) throw new TypeError(`sftStep: examples[${i}].response must be a non-empty array of token ids`);
-    ids.push(...e.prompt, ...e.response);
-    cu.push(ids.length);
-    promptLens.push(e.prompt.length);
   });
-  model.zeroGrad();
-  const hidden = model.forward(ids, { cuSeqlens: cu, train: true, returnHidden: true });
-  const rows = responseRows(ids, cu, promptLens);
-  const h = gatherRows(hidden, rows.rows);
-  hidden.dispose();
-  let out;
-  try {
-    out = ops.policyLoss({ hidden: h, weight: model.lmHead, targets: rows.targets, advantages: new Float32Array(rows.targets.length).fill(1), cuSeqlens: rows.cuSeqlens, aggregation: 'token-mean' });
-  } finally {
-    h.dispose();
-  }
-  const dHidden = scatterRows(out.dHidden!, rows.rows, ids.length);
-  model.backward(dHidden, out.dWeight!);
-  const nll = await out.nll.item();
-  for (const t of [dHidden, out.loss, out.nll, out.logp, out.entropy, out.dHidden!, out.dWeight!]) t.dispose();
-  const grads = [...model.gradients().values()];
-  const clip = opts.clipNorm ?? 1;
-  const norm = clip > 0 ? ops.clipGrad(grads, clip) : ops.gradNorm(grads);
-  const gradNorm = await norm.item();
-  norm.dispose();
-  if (!Number.isFinite(nll) || !Number.isFinite(gradNorm)) {
-    model.zeroGrad();
-    return { nll, gradNorm, tokens: rows.targets.length };
-  }
-  optimizer.update(model.gradients(), opts.lr === undefined ? {} : { lr: opts.lr });
-  return { nll, gradNorm, tokens: rows.targets.length };
+  const targets = examples.reduce((n, e) => n + e.response.length, 0);
+  const r = await gradientStep(model, optimizer, examples, (hidden) => {
+    // the rows are in sequence order, so the targets are the responses back to back
+    const cu = [0];
+    for (const e of examples) cu.push(cu[cu.length - 1]! + e.response.length);
+    return ops.policyLoss({ hidden, weight: model.lmHead, targets: examples.flatMap((e) => e.response), advantages: new Float32Array(targets).fill(1), cuSeqlens: cu, aggregation: 'token-mean' });
+  }, opts);
+  return { nll: r.nll, gradNorm: r.gradNorm, tokens: targets };
 }
 
 export interface SftRunOptions {

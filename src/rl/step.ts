@@ -13,7 +13,8 @@ import type { AdamW } from '../model/optim.js';
 import { gatherRows, responseRows, scatterRows } from '../model/response.js';
 import type { GroupAdvantageOptions } from '../ops/advantages.js';
 import * as ops from '../ops/index.js';
-import type { Aggregation } from '../ops/policy_loss.js';
+import type { Aggregation, PolicyLossOutput } from '../ops/policy_loss.js';
+import type { Tensor } from '../native/tensor.js';
 import type { AepoController } from './aepo.js';
 import { computePolicyLoss, decidePolicy, type PolicyDecision, type ScoredRollout } from './loss.js';
 
@@ -133,42 +134,65 @@ export async function policyUpdate(model: CausalLM, optimizer: AdamW, rollouts: 
 }
 
 async function updateOnce(model: CausalLM, optimizer: AdamW, part: readonly Rollout[], options: UpdateOptions, offPolicy: boolean, decision: PolicyDecision): Promise<UpdateMetrics> {
+  const step = await gradientStep(model, optimizer, part.map((r) => ({ prompt: r.prompt, response: Array.from(r.tokens) })), (hidden) =>
+    computePolicyLoss({
+      rollouts: offPolicy ? part.map((r) => ({ ...r, oldLogp: r.sampleLogp })) : part, hidden, weight: model.lmHead, decision,
+      aggregation: options.aggregation ?? 'group-token-mean', temperature: options.temperature, clipLow: options.clipLow, clipHigh: options.clipHigh,
+    }), options);
+  return { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, ...step };
+}
+
+export interface GradientStepResult {
+  nll: number;
+  gradNorm: number;
+  /** Why the optimizer step was skipped (weights untouched), or null. */
+  skipped: string | null;
+  /** Tokens through the forward and backward (prompts and responses). */
+  trainTokens: number;
+}
+
+/**
+ * The training half shared by SFT and RL: pack prompt + response sequences, forward, the loss over the rows that
+ * predict the responses (`loss` gets those hidden states), backward through the model, the gradient norm, then
+ * clipping and one AdamW step unless the loss or the norm is not finite.
+ */
+export async function gradientStep(
+  model: CausalLM, optimizer: AdamW, seqs: readonly { prompt: readonly number[]; response: readonly number[] }[],
+  loss: (hidden: Tensor) => Promise<PolicyLossOutput> | PolicyLossOutput, opts: { clipNorm?: number; lr?: number } = {},
+): Promise<GradientStepResult> {
   const ids: number[] = [], cu = [0], promptLens: number[] = [];
-  for (const r of part) {
-    ids.push(...r.prompt, ...Array.from(r.tokens));
+  for (const q of seqs) {
+    ids.push(...q.prompt, ...q.response);
     cu.push(ids.length);
-    promptLens.push(r.prompt.length);
+    promptLens.push(q.prompt.length);
   }
   model.zeroGrad();
   const hidden = model.forward(ids, { cuSeqlens: cu, train: true, returnHidden: true });
   const rows = responseRows(ids, cu, promptLens);
   const responseHidden = gatherRows(hidden, rows.rows);
   hidden.dispose();
-  let loss;
+  let out: PolicyLossOutput;
   try {
-    loss = await computePolicyLoss({
-      rollouts: offPolicy ? part.map((r) => ({ ...r, oldLogp: r.sampleLogp })) : part, hidden: responseHidden, weight: model.lmHead, decision,
-      aggregation: options.aggregation ?? 'group-token-mean', temperature: options.temperature, clipLow: options.clipLow, clipHigh: options.clipHigh,
-    });
+    out = await loss(responseHidden);
   } finally {
     responseHidden.dispose();
   }
-  const dHidden = scatterRows(loss.dHidden!, rows.rows, ids.length);
-  model.backward(dHidden, loss.dWeight!);
-  const nll = await loss.nll.item();
-  const lossValue = await loss.loss.item();
-  for (const t of [dHidden, loss.loss, loss.nll, loss.logp, loss.entropy, loss.dHidden!, loss.dWeight!]) t.dispose();
+  const dHidden = scatterRows(out.dHidden!, rows.rows, ids.length);
+  model.backward(dHidden, out.dWeight!);
+  const nll = await out.nll.item();
+  const lossValue = await out.loss.item();
+  for (const t of [dHidden, out.loss, out.nll, out.logp, out.entropy, out.dHidden!, out.dWeight!]) t.dispose();
   const grads = model.gradients();
-  const clip = options.clipNorm ?? 1;
   // the norm first (clipping a non-finite gradient would spread the NaN into the scale)
   const normT = ops.gradNorm([...grads.values()]);
   const gradNorm = await normT.item();
   normT.dispose();
-  const base = { batchEntropy: decision.batchEntropy, dropNegative: decision.dropNegative !== false, nll, gradNorm, trainTokens: ids.length };
+  const base = { nll, gradNorm, trainTokens: ids.length };
   if (!Number.isFinite(lossValue) || !Number.isFinite(nll)) return { ...base, skipped: `the loss is ${lossValue} (nll ${nll})` };
   if (!Number.isFinite(gradNorm)) return { ...base, skipped: `the gradient norm is ${gradNorm}` };
+  const clip = opts.clipNorm ?? 1;
   if (clip > 0) ops.clipGrad([...grads.values()], clip).dispose();
-  optimizer.update(grads, options.lr === undefined ? {} : { lr: options.lr });
+  optimizer.update(grads, opts.lr === undefined ? {} : { lr: opts.lr });
   return { ...base, skipped: null };
 }
 

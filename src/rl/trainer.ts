@@ -16,7 +16,7 @@ import { AdamW } from '../model/optim.js';
 import type { TextTokenizer } from '../tokenizer/hf.js';
 import { AepoController } from './aepo.js';
 import { checkTrainConfig, type Stage, type TrainConfig } from './config.js';
-import { promptIds, scoreResponse, type RecipeItem } from './data.js';
+import { promptIds, responseText, scoreResponse, type RecipeItem } from './data.js';
 import { type Judge, withJudge } from './rewards.js';
 import { TaskBalancedSampler, type TaskBalancedSamplerState } from './sampler.js';
 import { policyUpdate, rollout, rolloutMetrics, zeroVarianceGroups, type RlPrompt } from './step.js';
@@ -141,7 +141,7 @@ export function passRates(model: CausalLM, items: readonly RecipeItem[], ids: (i
     const gens = model.generate(part.flatMap((it) => Array.from({ length: o.k }, () => ids(it))), { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, stopIds: tokenizer.eosIds, seed: o.seed + s });
     part.forEach((it, i) => {
       let hits = 0;
-      for (const g of gens.slice(i * o.k, (i + 1) * o.k)) hits += scoreResponse(it, tokenizer.decode(g.finishReason === 'stop' ? g.tokens.slice(0, -1) : g.tokens)) >= 1 ? 1 : 0;
+      for (const g of gens.slice(i * o.k, (i + 1) * o.k)) hits += scoreResponse(it, responseText(tokenizer, g.tokens)) >= 1 ? 1 : 0;
       out.set(it.id, hits / o.k);
     });
   }
@@ -263,10 +263,7 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
       const prompts: RlPrompt[] = drawn.map((it) => ({
         ids: ids(it),
         taskId: it.task,
-        score: (tokens) => {
-          const stopped = tokens.length > 0 && tokenizer.eosIds.includes(tokens[tokens.length - 1]!) ? tokens.slice(0, -1) : tokens;
-          return scoreResponse(it, tokenizer.decode(stopped));
-        },
+        score: (tokens) => scoreResponse(it, responseText(tokenizer, tokens)),
       }));
       const seed = stepSeed(config.seed, state.step);
       const rollouts = rollout(model, prompts, { group: config.group, maxTokens: stage.maxOutput, temperature: config.temperature, topP: config.topP, stopIds: tokenizer.eosIds, seed });
@@ -274,9 +271,7 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
         for (const r of rollouts) {
           if (!(r.reward < 1)) continue;
           const it = drawn[r.groupId as number]!;
-          const all = Array.from(r.tokens);
-          const stopped = all.length > 0 && tokenizer.eosIds.includes(all[all.length - 1]!) ? all.slice(0, -1) : all;
-          r.reward = await withJudge(r.reward, opts.judge, { question: it.question ?? it.prompt ?? '', answer: Array.isArray(it.answer) ? it.answer.join(', ') : String(it.answer), prediction: tokenizer.decode(stopped) });
+          r.reward = await withJudge(r.reward, opts.judge, { question: it.question ?? it.prompt ?? '', answer: Array.isArray(it.answer) ? it.answer.join(', ') : String(it.answer), prediction: responseText(tokenizer, r.tokens) });
         }
       }
       const t1 = performance.now();
