@@ -6,7 +6,8 @@ import { readLlama2c } from './llama2c.js';
 import { readHfFolder } from './hf.js';
 import { CausalLM } from './model.js';
 
-export { CausalLM, sample, type GenerateOptions, type Generation } from './model.js';
+export { CausalLM, sample, defaultStopIds, type GenerateOptions, type Generation } from './model.js';
+export { Engine, type EngineOptions, type SubmitOptions, type EngineResult, type EngineStats } from './engine.js';
 export { type ModelConfig, checkConfig } from './config.js';
 export { readLlama2c, parseLlama2c, type HostWeights } from './llama2c.js';
 export { readHfFolder, writeHfFolder } from './hf.js';

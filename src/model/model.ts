@@ -1,7 +1,7 @@
 /**
  * The policy model: a decoder of the Llama/Qwen family run layer by layer on the native ops (no autograd).
- * Inference today: `forward` (full recompute over packed sequences) and `generate` (batched prefill, then decode,
- * through the paged KV cache). Training (backward, AdamW) is the next step of this module.
+ * `forward` (full recompute over packed sequences, keeping what `backward` needs), `generate` (batched prefill, then
+ * decode, through a paged KV cache) and `extend` (one packed step over a caller's cache: what the Engine schedules).
  */
 import { Tensor } from '../native/tensor.js';
 import { type Device, defaultDevice, parseDevice } from '../native/device.js';
@@ -38,6 +38,11 @@ export interface Generation {
 }
 
 type Weights = Map<string, Tensor>;
+
+/** The ids that end a generation by default: the model's EOS ids, and BOS for llama2.c models (as run.c stops). */
+export function defaultStopIds(c: ModelConfig): number[] {
+  return [...(c.eosIds ?? []), ...(c.architecture === 'llama' && c.bosId !== undefined ? [c.bosId] : [])];
+}
 
 export class CausalLM {
   readonly config: ModelConfig;
@@ -374,7 +379,7 @@ export class CausalLM {
     if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError('CausalLM.generate: temperature must be a finite number >= 0');
     if (!(topP > 0 && topP <= 1)) throw new RangeError('CausalLM.generate: topP must be in (0, 1]');
     if (!Number.isInteger(topK) || topK < 0) throw new RangeError('CausalLM.generate: topK must be a non-negative integer');
-    const stop = new Set(options.stopIds ?? [...(c.eosIds ?? []), ...(c.architecture === 'llama' && c.bosId !== undefined ? [c.bosId] : [])]);
+    const stop = new Set(options.stopIds ?? defaultStopIds(c));
     const rng = new Random(options.seed ?? 0);
     const B = prompts.length;
     const limit = prompts.map((p, b) => {
@@ -390,7 +395,7 @@ export class CausalLM {
       // Prefill: every prompt at once; logits of each prompt's last position.
       const ids = prompts.map((_, b) => b);
       ids.forEach((b) => cache.allocate(b));
-      let step = this.#cachedStep(cache, ids, prompts.map((p) => Int32Array.from(p)));
+      let step = this.extend(cache, ids, prompts.map((p) => Int32Array.from(p)));
       let running = ids.filter((b) => limit[b]! > 0);
       for (;;) {
         const next: number[] = [];
@@ -410,7 +415,7 @@ export class CausalLM {
         }
         running = next;
         if (running.length === 0) break;
-        step = this.#cachedStep(cache, running, chosen.map((t) => Int32Array.of(t)));
+        step = this.extend(cache, running, chosen.map((t) => Int32Array.of(t)));
       }
       return out;
     } finally {
@@ -418,10 +423,33 @@ export class CausalLM {
     }
   }
 
-  /** Appends tokens[i] to sequence ids[i] of the cache (all layers) and returns the logits of each one's last new token. */
-  #cachedStep(cache: PagedKVCache, ids: number[], tokens: Int32Array[]): { ids: number[]; logits: Float32Array } {
+  /**
+   * Appends tokens[i] to sequence ids[i] of `cache` (every layer, one packed forward: prefills and decode steps mix)
+   * and returns the logits (f32, ids.length × V) of each sequence's last new token. The cache must match the model
+   * (layers, kvHeads, headDim, dtype, device). Throws before touching the cache when its pool cannot hold the tokens.
+   */
+  extend(cache: PagedKVCache, ids: readonly number[], tokens: readonly Int32Array[]): { ids: number[]; logits: Float32Array } {
     const c = this.config;
-    const lens = tokens.map((t) => t.length);
+    if (!Array.isArray(ids) || !Array.isArray(tokens) || ids.length === 0 || ids.length !== tokens.length) {
+      throw new TypeError('CausalLM.extend: ids and tokens must be non-empty arrays of the same length');
+    }
+    if (cache.layers !== c.layers || cache.kvHeads !== c.kvHeads || cache.headDim !== c.headDim || cache.device !== this.device) {
+      throw new TypeError(`CausalLM.extend: the cache (${cache.layers} layers, ${cache.kvHeads}×${cache.headDim}, ${cache.device}) does not match the model (${c.layers} layers, ${c.kvHeads}×${c.headDim}, ${this.device})`);
+    }
+    const lens = tokens.map((t, i) => {
+      if (!(t instanceof Int32Array) || t.length === 0) throw new TypeError(`CausalLM.extend: tokens[${i}] must be a non-empty Int32Array`);
+      for (const id of t) if (!(id >= 0 && id < c.vocabSize)) throw new RangeError(`CausalLM.extend: tokens[${i}] holds ${id}, outside the vocabulary [0, ${c.vocabSize})`);
+      if (cache.length(ids[i]!) + t.length > c.maxSeqLen) throw new RangeError(`CausalLM.extend: sequence ${ids[i]} would reach ${cache.length(ids[i]!) + t.length} tokens, the model takes ${c.maxSeqLen}`);
+      return t.length;
+    });
+    const need = ids.reduce((n, id, i) => n + cache.blocksNeeded(id, lens[i]!), 0);
+    const free = cache.stats().free;
+    if (need > free) throw new RangeError(`CausalLM.extend: the tokens need ${need} more cache blocks, ${free} are free`);
+    return this.#extend(cache, [...ids], tokens, lens);
+  }
+
+  #extend(cache: PagedKVCache, ids: number[], tokens: readonly Int32Array[], lens: number[]): { ids: number[]; logits: Float32Array } {
+    const c = this.config;
     const cu = new Int32Array(ids.length + 1);
     lens.forEach((n, i) => (cu[i + 1] = cu[i]! + n));
     const T = cu[ids.length]!;

@@ -1,0 +1,331 @@
+/**
+ * The serving engine: one paged KV cache shared by every request, continuous batching (each step packs the decode
+ * tokens of the running requests with chunks of the prompts being admitted, in one forward), and prefix reuse
+ * (a prompt that starts like a registered prefix forks its blocks instead of recomputing them). The memory agent's
+ * local backend and `qwenlong serve` run on it.
+ */
+import { PagedKVCache, type PagedKVCacheStats } from '../ops/kv_cache.js';
+import { Random } from '../rl/random.js';
+import { CausalLM, defaultStopIds, sample } from './model.js';
+
+export interface EngineOptions {
+  /** Cache blocks (default: room for `maxRunning` sequences of the model's full length, at most 1 GiB of K and V). */
+  numBlocks?: number;
+  /** Tokens per cache block (default 16). */
+  blockSize?: number;
+  /** Tokens per forward at most: prompts longer than this are prefilled in chunks across steps (default 2048). */
+  maxBatchTokens?: number;
+  /** Requests decoding at once at most (default 64). */
+  maxRunning?: number;
+}
+
+export interface SubmitOptions {
+  /** New tokens at most (default 256; never past the model's maxSeqLen). */
+  maxTokens?: number;
+  /** 0 is argmax (default 1). */
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  /** Token ids that end the request (default the model's). */
+  stopIds?: readonly number[];
+  /** Called with each new token as it is sampled. */
+  onToken?: (token: number, logprob: number) => void;
+  /** Aborting ends the request at the next step with finishReason 'abort' (its blocks go back to the pool). */
+  signal?: AbortSignal;
+}
+
+export interface EngineResult {
+  tokens: number[];
+  logprobs: number[];
+  entropies: number[];
+  finishReason: 'stop' | 'length' | 'abort';
+  /** Prompt tokens taken from a registered prefix instead of computed. */
+  cachedTokens: number;
+  promptTokens: number;
+}
+
+export interface EngineStats {
+  waiting: number;
+  running: number;
+  /** Forwards run, prompt tokens computed, prompt tokens reused from prefixes, tokens generated. */
+  steps: number;
+  promptTokens: number;
+  cachedTokens: number;
+  generatedTokens: number;
+  prefixes: number;
+  cache: PagedKVCacheStats;
+}
+
+interface Request {
+  prompt: number[];
+  seq: number;
+  fed: number;
+  cached: number;
+  limit: number;
+  worst: number;
+  grown: number;
+  next: number | undefined;
+  temperature: number;
+  topP: number;
+  topK: number;
+  rng: Random;
+  stop: Set<number>;
+  result: EngineResult;
+  options: SubmitOptions;
+  resolve: (r: EngineResult) => void;
+  reject: (e: Error) => void;
+}
+
+function lcp(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+export class Engine {
+  readonly model: CausalLM;
+  readonly cache: PagedKVCache;
+  readonly maxBatchTokens: number;
+  readonly maxRunning: number;
+  #waiting: Request[] = [];
+  #running: Request[] = [];
+  #prefixes = new Map<number, number[]>();
+  #looping = false;
+  #disposed = false;
+  #seeds = 0;
+  #stats = { steps: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0 };
+
+  constructor(model: CausalLM, options: EngineOptions = {}) {
+    const c = model.config;
+    const int = (name: keyof EngineOptions, v: number | undefined, dflt: number, max: number): number => {
+      const x = v ?? dflt;
+      if (!Number.isInteger(x) || x < 1 || x > max) throw new RangeError(`Engine: '${name}' must be an integer in [1, ${max}], not ${String(v)}`);
+      return x;
+    };
+    const blockSize = int('blockSize', options.blockSize, 16, 1024);
+    this.maxRunning = int('maxRunning', options.maxRunning, 64, 1 << 16);
+    this.maxBatchTokens = int('maxBatchTokens', options.maxBatchTokens, 2048, 1 << 20);
+    const bytesPerBlock = 2 * c.layers * c.kvHeads * c.headDim * blockSize * (model.dtype === 'f32' ? 4 : 2);
+    const dflt = Math.max(16, Math.min(this.maxRunning * Math.ceil(c.maxSeqLen / blockSize), Math.floor(2 ** 30 / bytesPerBlock)));
+    const numBlocks = int('numBlocks', options.numBlocks, dflt, 1 << 24);
+    this.model = model;
+    this.cache = new PagedKVCache({ layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim, blockSize, numBlocks, dtype: model.dtype, device: model.device });
+  }
+
+  #check(op: string, tokens: readonly number[], what: string): void {
+    if (this.#disposed) throw new Error(`Engine.${op}: the engine was disposed`);
+    const V = this.model.config.vocabSize;
+    if (!Array.isArray(tokens) || tokens.length === 0) throw new TypeError(`Engine.${op}: '${what}' must be a non-empty array of token ids`);
+    for (const t of tokens) if (!Number.isInteger(t) || t < 0 || t >= V) throw new RangeError(`Engine.${op}: '${what}' holds ${String(t)}, outside the vocabulary [0, ${V})`);
+    if (tokens.length > this.model.config.maxSeqLen) throw new RangeError(`Engine.${op}: '${what}' has ${tokens.length} tokens, the model takes ${this.model.config.maxSeqLen}`);
+  }
+
+  /**
+   * Computes a prefix once and keeps it: later prompts that start with (part of) it reuse its blocks. Returns its id
+   * for `release`. Runs synchronously between engine steps.
+   */
+  prefix(tokens: readonly number[]): number {
+    this.#check('prefix', tokens, 'tokens');
+    const seq = this.#newSeq();
+    try {
+      for (let at = 0; at < tokens.length; at += this.maxBatchTokens) {
+        this.model.extend(this.cache, [seq], [Int32Array.from(tokens.slice(at, at + this.maxBatchTokens))]);
+      }
+    } catch (e) {
+      this.cache.free(seq);
+      throw e;
+    }
+    this.#stats.promptTokens += tokens.length;
+    this.#prefixes.set(seq, [...tokens]);
+    return seq;
+  }
+
+  /** Drops a prefix; requests already forked from it keep their shared blocks. */
+  release(prefixId: number): void {
+    if (!this.#prefixes.delete(prefixId)) throw new RangeError(`Engine.release: no prefix ${String(prefixId)}`);
+    this.cache.free(prefixId);
+  }
+
+  #newSeq(): number {
+    let id = 0;
+    while (this.cache.has(id)) id++;
+    this.cache.allocate(id);
+    return id;
+  }
+
+  /** Continues `prompt` (token ids) as soon as the cache has room; resolves when the request ends. */
+  submit(prompt: readonly number[], options: SubmitOptions = {}): Promise<EngineResult> {
+    try {
+      this.#check('submit', prompt, 'prompt');
+      const c = this.model.config;
+      const maxTokens = options.maxTokens ?? 256;
+      const temperature = options.temperature ?? 1, topP = options.topP ?? 1, topK = options.topK ?? 0;
+      if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`Engine.submit: 'maxTokens' must be a positive integer, not ${String(options.maxTokens)}`);
+      if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`Engine.submit: 'temperature' must be a finite number >= 0, not ${String(temperature)}`);
+      if (!(topP > 0 && topP <= 1)) throw new RangeError(`Engine.submit: 'topP' must be in (0, 1], not ${String(topP)}`);
+      if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`Engine.submit: 'topK' must be a non-negative integer, not ${String(topK)}`);
+      if (prompt.length >= c.maxSeqLen) throw new RangeError(`Engine.submit: the prompt has ${prompt.length} tokens, the model takes ${c.maxSeqLen} in all`);
+      const limit = Math.min(maxTokens, c.maxSeqLen - prompt.length);
+      const worstAlone = Math.ceil((prompt.length + limit) / this.cache.blockSize);
+      if (worstAlone > this.cache.numBlocks) throw new RangeError(`Engine.submit: the request needs up to ${worstAlone} cache blocks, the cache has ${this.cache.numBlocks}`);
+      return new Promise<EngineResult>((resolve, reject) => {
+        const r: Request = {
+          prompt: [...prompt], seq: -1, fed: 0, cached: 0, limit, worst: 0, grown: 0, next: undefined, temperature, topP, topK,
+          rng: new Random(options.seed ?? 0x9e3779b9 + this.#seeds++), stop: new Set(options.stopIds ?? defaultStopIds(c)),
+          result: { tokens: [], logprobs: [], entropies: [], finishReason: 'length', cachedTokens: 0, promptTokens: prompt.length },
+          options, resolve, reject,
+        };
+        this.#waiting.push(r);
+        this.#kick();
+      });
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  }
+
+  /** Every prompt at once (they batch); results in order. */
+  generate(prompts: readonly (readonly number[])[], options: SubmitOptions = {}): Promise<EngineResult[]> {
+    const seed = options.seed ?? 0;
+    return Promise.all(prompts.map((p, i) => this.submit(p, { ...options, seed: seed * 1000003 + i })));
+  }
+
+  stats(): EngineStats {
+    return { waiting: this.#waiting.length, running: this.#running.length, ...this.#stats, prefixes: this.#prefixes.size, cache: this.cache.stats() };
+  }
+
+  #kick(): void {
+    if (this.#looping) return;
+    this.#looping = true;
+    setImmediate(() => void this.#loop());
+  }
+
+  /** Blocks the running requests may still take, at worst. */
+  #promised(): number {
+    return this.#running.reduce((n, r) => n + (r.worst - r.grown), 0);
+  }
+
+  #admit(): void {
+    while (this.#waiting.length > 0 && this.#running.length < this.maxRunning) {
+      const r = this.#waiting[0]!;
+      if (r.options.signal?.aborted) {
+        this.#waiting.shift();
+        r.result.finishReason = 'abort';
+        r.resolve(r.result);
+        continue;
+      }
+      // the registered prefix sharing the most tokens (at least one prompt token is left to compute)
+      let best = -1, share = 0;
+      for (const [id, toks] of this.#prefixes) {
+        const n = Math.min(lcp(toks, r.prompt), r.prompt.length - 1);
+        if (n > share) [best, share] = [id, n];
+      }
+      const seq = best >= 0 ? this.cache.fork(best) : this.#newSeq();
+      if (best >= 0) this.cache.truncate(seq, share);
+      const worst = this.cache.blocksNeeded(seq, r.prompt.length - share + r.limit);
+      if (worst > this.cache.stats().free - this.#promised()) {
+        this.cache.free(seq);
+        if (this.#running.length === 0) {
+          this.#waiting.shift();
+          r.reject(new RangeError(`Engine: the request needs ${worst} free cache blocks, ${this.cache.stats().free} are free beside the prefixes`));
+          continue;
+        }
+        return; // waits for running requests to finish
+      }
+      this.#waiting.shift();
+      Object.assign(r, { seq, fed: share, cached: share, worst, grown: 0 });
+      r.result.cachedTokens = share;
+      this.#stats.cachedTokens += share;
+      this.#running.push(r);
+    }
+  }
+
+  #finish(r: Request, reason?: EngineResult['finishReason']): void {
+    if (reason) r.result.finishReason = reason;
+    this.cache.free(r.seq);
+    this.#running.splice(this.#running.indexOf(r), 1);
+    r.resolve(r.result);
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      while (!this.#disposed && (this.#waiting.length > 0 || this.#running.length > 0)) {
+        this.#admit();
+        for (const r of [...this.#running]) if (r.options.signal?.aborted) this.#finish(r, 'abort');
+        const batch: Request[] = [], tokens: Int32Array[] = [];
+        let budget = this.maxBatchTokens;
+        for (const r of this.#running) {
+          if (r.next !== undefined) {
+            batch.push(r);
+            tokens.push(Int32Array.of(r.next));
+            budget--;
+          }
+        }
+        for (const r of this.#running) {
+          if (r.next === undefined && budget > 0) {
+            const chunk = r.prompt.slice(r.fed, r.fed + budget);
+            batch.push(r);
+            tokens.push(Int32Array.from(chunk));
+            budget -= chunk.length;
+          }
+        }
+        if (batch.length > 0) this.#step(batch, tokens);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      this.#looping = false;
+    }
+  }
+
+  #step(batch: Request[], tokens: Int32Array[]): void {
+    const V = this.model.config.vocabSize;
+    const ids = batch.map((r) => r.seq);
+    let logits: Float32Array;
+    try {
+      batch.forEach((r, i) => (r.grown += this.cache.blocksNeeded(r.seq, tokens[i]!.length)));
+      logits = this.model.extend(this.cache, ids, tokens).logits;
+    } catch (e) {
+      for (const r of batch) {
+        this.cache.free(r.seq);
+        this.#running.splice(this.#running.indexOf(r), 1);
+        r.reject(e as Error);
+      }
+      return;
+    }
+    this.#stats.steps++;
+    batch.forEach((r, row) => {
+      if (r.next === undefined) {
+        r.fed += tokens[row]!.length;
+        this.#stats.promptTokens += tokens[row]!.length;
+        if (r.fed < r.prompt.length) return; // more prompt to prefill
+      }
+      const pick = sample(logits.subarray(row * V, (row + 1) * V), r.temperature, r.topK, r.topP, r.rng);
+      const g = r.result;
+      g.tokens.push(pick.token);
+      g.logprobs.push(pick.logprob);
+      g.entropies.push(pick.entropy);
+      this.#stats.generatedTokens++;
+      try {
+        r.options.onToken?.(pick.token, pick.logprob);
+      } catch {
+        // a failing listener ends its own request only
+        this.#finish(r, 'abort');
+        return;
+      }
+      if (r.stop.has(pick.token)) this.#finish(r, 'stop');
+      else if (g.tokens.length >= r.limit) this.#finish(r, 'length');
+      else r.next = pick.token;
+    });
+  }
+
+  /** Ends every request (rejected) and frees the cache. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const r of [...this.#waiting, ...this.#running]) r.reject(new Error('Engine: disposed while the request ran'));
+    this.#waiting = [];
+    this.#running = [];
+    this.cache.dispose();
+  }
+}
