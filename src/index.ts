@@ -18,3 +18,4 @@ export { initWeights } from './model/init.js';
 export { Engine, type EngineOptions, type SubmitOptions, type EngineResult, type EngineStats } from './model/index.js';
 export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type ModelConfig, type GenerateOptions, type Generation, type LoadOptions } from './model/index.js';
 export { Llama2cTokenizer, HfTokenizer, WordTokenizer, loadTokenizer, PLAIN_CHAT_TEMPLATE, type TextTokenizer, type ChatMessage } from './tokenizer/index.js';
+export * from './agent/index.js';

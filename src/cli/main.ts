@@ -7,6 +7,7 @@ import { info, packageVersion } from '../native/runtime.js';
 import { registerSynthCommand } from '../synth/cli.js';
 import { registerGenerateCommand } from './generate.js';
 import { registerTrainCommands } from './train.js';
+import { registerAgentCommand } from './agent.js';
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
@@ -58,6 +59,7 @@ export function buildProgram(): Command {
   registerSynthCommand(program);
   registerGenerateCommand(program);
   registerTrainCommands(program);
+  registerAgentCommand(program);
 
   return program;
 }

@@ -35,7 +35,8 @@ export function tinyCheckpoint(): string {
   return join(packageRoot(), 'models', 'tiny-sft');
 }
 
-function tokenizerFor(modelPath: string, explicit?: string): TextTokenizer {
+/** The tokenizer given, else the one in or beside the model (tokenizer.json / words.json, tokenizer.bin / tok<V>.bin). */
+export function tokenizerFor(modelPath: string, explicit?: string): TextTokenizer {
   if (explicit) return loadTokenizer(explicit);
   if (statSync(modelPath).isDirectory()) return loadTokenizer(modelPath);
   const vocab = readLlama2c(modelPath).config.vocabSize;

@@ -78,6 +78,32 @@ export class LlmClient {
     }
   }
 
+  /** One plain chat completion (no cache): the message text and the token usage the server reports. */
+  async chat(messages: ChatMessage[], o: { maxTokens?: number; temperature?: number; seed?: number; signal?: AbortSignal } = {}): Promise<{ content: string; completionTokens?: number; promptTokens?: number }> {
+    const body = { model: this.opts.model, messages, max_tokens: o.maxTokens, temperature: o.temperature ?? 0, seed: o.seed };
+    return this.retrying(async () => {
+      const res = (await this.send(body, o.signal)) as { choices?: Array<{ message?: { content?: unknown } }>; usage?: { completion_tokens?: number; prompt_tokens?: number } };
+      const content = res.choices?.[0]?.message?.content;
+      if (typeof content !== 'string') throw new RetryableError('the response has no choices[0].message.content');
+      return { content, completionTokens: res.usage?.completion_tokens, promptTokens: res.usage?.prompt_tokens };
+    });
+  }
+
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    const retries = this.opts.retries ?? 3;
+    let lastError = '';
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, (this.opts.backoffMs ?? 500) * 2 ** (attempt - 1)));
+      try {
+        return await this.slot(fn);
+      } catch (e) {
+        if (!(e instanceof RetryableError)) throw e;
+        lastError = e.message;
+      }
+    }
+    throw new SynthError(`--llm ${this.endpoint}: gave up after ${retries + 1} tries: ${lastError}`);
+  }
+
   /** One JSON answer matching `schema`; `sample` > 0 asks for a sampled (temperature 0.7) answer, cached apart. */
   async json<T>(messages: ChatMessage[], schema: JsonSchema, sample = 0): Promise<T> {
     const body = {
@@ -90,29 +116,28 @@ export class LlmClient {
     const key = createHash('sha256').update(JSON.stringify(body)).digest('hex');
     const cached = this.cacheDb?.prepare('SELECT response FROM llm_cache WHERE key = ?').get(key) as { response: string } | undefined;
     if (cached) return JSON.parse(cached.response) as T;
-    const retries = this.opts.retries ?? 3;
-    let lastError = '';
-    for (let attempt = 0; attempt <= retries; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, (this.opts.backoffMs ?? 500) * 2 ** (attempt - 1)));
+    const value = await this.retrying(async () => {
+      const res = (await this.send(body)) as { choices?: Array<{ message?: { content?: unknown } }> };
+      const content = res.choices?.[0]?.message?.content;
+      if (typeof content !== 'string') throw new RetryableError('the response has no choices[0].message.content');
       try {
-        const value = await this.slot(() => this.send(body));
-        this.cacheDb?.prepare('INSERT OR REPLACE INTO llm_cache(key, response) VALUES (?, ?)').run(key, JSON.stringify(value));
-        return value as T;
-      } catch (e) {
-        if (!(e instanceof RetryableError)) throw e;
-        lastError = e.message;
+        return JSON.parse(content.replace(/^```(?:json)?\s*|\s*```$/g, '')) as unknown;
+      } catch {
+        throw new RetryableError('the message content is not valid JSON');
       }
-    }
-    throw new SynthError(`--llm ${this.endpoint}: gave up after ${retries + 1} tries: ${lastError}`);
+    });
+    this.cacheDb?.prepare('INSERT OR REPLACE INTO llm_cache(key, response) VALUES (?, ?)').run(key, JSON.stringify(value));
+    return value as T;
   }
 
-  private async send(body: unknown): Promise<unknown> {
+  /** POSTs a body; the parsed JSON response. */
+  private async send(body: unknown, signal?: AbortSignal): Promise<unknown> {
     this.requests++;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.opts.apiKey) headers.authorization = `Bearer ${this.opts.apiKey}`;
     let res: Response;
     try {
-      res = await fetch(this.endpoint, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(this.opts.timeoutMs ?? 60_000) });
+      res = await fetch(this.endpoint, { method: 'POST', headers, body: JSON.stringify(body), signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.opts.timeoutMs ?? 60_000)]) : AbortSignal.timeout(this.opts.timeoutMs ?? 60_000) });
     } catch (e) {
       const err = e as Error;
       throw new RetryableError(err.name === 'TimeoutError' ? `timed out after ${this.opts.timeoutMs ?? 60_000} ms` : `request failed (${err.message})`);
@@ -125,17 +150,10 @@ export class LlmClient {
     }
     if (res.status === 429 || res.status >= 500) throw new RetryableError(`HTTP ${res.status}`);
     if (!res.ok) throw new SynthError(`--llm ${this.endpoint}: HTTP ${res.status}: ${text.slice(0, 200)}`);
-    let content: unknown;
     try {
-      content = (JSON.parse(text) as { choices?: Array<{ message?: { content?: unknown } }> }).choices?.[0]?.message?.content;
+      return JSON.parse(text) as unknown;
     } catch {
       throw new RetryableError('the response is not JSON');
-    }
-    if (typeof content !== 'string') throw new RetryableError('the response has no choices[0].message.content');
-    try {
-      return JSON.parse(content.replace(/^```(?:json)?\s*|\s*```$/g, ''));
-    } catch {
-      throw new RetryableError('the message content is not valid JSON');
     }
   }
 }

@@ -49,6 +49,8 @@ function readJson(file: string): Record<string, unknown> {
 export class HfTokenizer implements TextTokenizer {
   readonly #tok: Tokenizer;
   readonly #template: string;
+  /** Whether the model ships its own chat template (else the plain fallback renders chats). */
+  readonly hasChatTemplate: boolean;
   readonly #config: Record<string, unknown>;
   readonly vocabSize: number;
   readonly bosId: number | undefined;
@@ -78,6 +80,7 @@ export class HfTokenizer implements TextTokenizer {
     const eos = id(this.#config.eos_token);
     this.eosIds = eos === undefined ? [] : [eos];
     this.#template = typeof this.#config.chat_template === 'string' ? this.#config.chat_template : PLAIN_CHAT_TEMPLATE;
+    this.hasChatTemplate = typeof this.#config.chat_template === 'string';
   }
 
   encode(text: string, opts: { bos?: boolean; eos?: boolean } = {}): number[] {

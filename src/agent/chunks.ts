@@ -1,0 +1,85 @@
+/**
+ * Streaming input for the memory agent: files read piece by piece and cut into chunks of at most about
+ * `chunkTokens` tokens at word boundaries. Only the chunk being filled and one read buffer are ever in memory, so
+ * the input's size is bounded by the disk, not by RAM.
+ */
+import { createReadStream } from 'node:fs';
+
+export type DocumentSource = string | Iterable<string> | AsyncIterable<string>;
+
+export interface Chunk {
+  index: number;
+  text: string;
+  /** Tokens counted in the chunk. */
+  tokens: number;
+  /** Characters of the input consumed so far (this chunk included). */
+  chars: number;
+}
+
+/** The text of files, in order, streamed (UTF-8), a blank line between two files. */
+export async function* readFiles(paths: readonly string[]): AsyncGenerator<string> {
+  for (const [i, path] of paths.entries()) {
+    if (i > 0) yield '\n\n';
+    const stream = createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 16 });
+    for await (const piece of stream) yield piece as string;
+  }
+}
+
+async function* pieces(source: DocumentSource): AsyncGenerator<string> {
+  if (typeof source === 'string') {
+    for (let at = 0; at < source.length; at += 1 << 16) yield source.slice(at, at + (1 << 16));
+    return;
+  }
+  for await (const piece of source as AsyncIterable<string>) {
+    if (typeof piece !== 'string') throw new TypeError(`chunkText: the document source yielded ${typeof piece}, not text`);
+    yield piece;
+  }
+}
+
+/** Words per counted group: token counts are taken per group (a chunk may hold a few tokens fewer than the cap). */
+const GROUP = 8;
+
+/**
+ * Cuts streamed text into chunks of at most `chunkTokens` tokens (counted by `countTokens` over groups of a few
+ * words; a single run of text longer than a chunk without whitespace is cut by characters).
+ */
+export async function* chunkText(source: DocumentSource, countTokens: (text: string) => number, chunkTokens: number): AsyncGenerator<Chunk> {
+  if (!Number.isInteger(chunkTokens) || chunkTokens < 1) throw new RangeError(`chunkText: 'chunkTokens' must be a positive integer, not ${String(chunkTokens)}`);
+  let pending = '';
+  let chunk: string[] = [], tokens = 0, index = 0, chars = 0;
+  const emit = (): Chunk => {
+    const c = { index: index++, text: chunk.join(''), tokens, chars };
+    chunk = [];
+    tokens = 0;
+    return c;
+  };
+  // adds one group of text, cutting it when alone it is over a chunk; yields the chunks it completes
+  function* add(group: string): Generator<Chunk> {
+    const n = countTokens(group);
+    if (n > chunkTokens) {
+      if (group.length === 1) throw new RangeError(`chunkText: one character counts ${n} tokens, over a chunk of ${chunkTokens}`);
+      const half = Math.ceil(group.length / 2);
+      yield* add(group.slice(0, half));
+      yield* add(group.slice(half));
+      return;
+    }
+    if (tokens + n > chunkTokens && chunk.length > 0) yield emit();
+    chunk.push(group);
+    tokens += n;
+    chars += group.length;
+  }
+  function* consume(text: string): Generator<Chunk> {
+    const words = text.match(/\s*\S+\s*/g) ?? [];
+    for (let i = 0; i < words.length; i += GROUP) yield* add(words.slice(i, i + GROUP).join(''));
+  }
+  for await (const piece of pieces(source)) {
+    pending += piece;
+    // keep the last (maybe unfinished) word for the next read; cut anyway when there is no whitespace for 64 KiB
+    const cut = Math.max(pending.search(/\s\S*$/), pending.length > 1 << 16 ? pending.length : -1);
+    if (cut <= 0) continue;
+    yield* consume(pending.slice(0, cut));
+    pending = pending.slice(cut);
+  }
+  if (pending.length > 0) yield* consume(pending);
+  if (chunk.length > 0) yield emit();
+}
