@@ -10,7 +10,8 @@ export { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, toHalfBits, fromHalfBits, con
 export * as ops from './ops/index.js';
 export { PagedKVCache, type PagedKVCacheOptions, type PagedKVCacheStats } from './ops/kv_cache.js';
 export * from './rl/index.js';
-export { evaluate, type EvalOptions, type EvalReport, type Prediction } from './eval/evaluate.js';
+export { evaluate, summarize, type EvalOptions, type EvalReport, type Prediction } from './eval/evaluate.js';
+export { evaluateMemory, type MemoryEvalOptions } from './eval/memory.js';
 export { renderReport, writeReport } from './eval/report.js';
 export * as synth from './synth/index.js';
 export { responseRows, gatherRows, scatterRows, type ResponseRows } from './model/index.js';
@@ -19,3 +20,4 @@ export { Engine, type EngineOptions, type SubmitOptions, type EngineResult, type
 export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type ModelConfig, type GenerateOptions, type Generation, type LoadOptions } from './model/index.js';
 export { Llama2cTokenizer, HfTokenizer, WordTokenizer, loadTokenizer, PLAIN_CHAT_TEMPLATE, type TextTokenizer, type ChatMessage } from './tokenizer/index.js';
 export * from './agent/index.js';
+export { mergeSce, mergeFolders, sceTensor, type SceOptions, type SceTensorStats, type MergeFoldersOptions, type MergeFoldersResult } from './model/merge.js';

@@ -36,12 +36,13 @@ async function* pieces(source: DocumentSource): AsyncGenerator<string> {
   }
 }
 
-/** Words per counted group: token counts are taken per group (a chunk may hold a few tokens fewer than the cap). */
+/** Words per counted group of a long sentence (a chunk may hold a few tokens fewer than the cap). */
 const GROUP = 8;
 
 /**
- * Cuts streamed text into chunks of at most `chunkTokens` tokens (counted by `countTokens` over groups of a few
- * words; a single run of text longer than a chunk without whitespace is cut by characters).
+ * Cuts streamed text into chunks of at most `chunkTokens` tokens, at sentence ends where a sentence fits (tokens
+ * counted by `countTokens` per sentence or per few words; a run of text longer than a chunk without whitespace is
+ * cut by characters).
  */
 export async function* chunkText(source: DocumentSource, countTokens: (text: string) => number, chunkTokens: number): AsyncGenerator<Chunk> {
   if (!Number.isInteger(chunkTokens) || chunkTokens < 1) throw new RangeError(`chunkText: 'chunkTokens' must be a positive integer, not ${String(chunkTokens)}`);
@@ -68,14 +69,21 @@ export async function* chunkText(source: DocumentSource, countTokens: (text: str
     tokens += n;
     chars += group.length;
   }
+  // chunks end at sentence ends where they can: a group is a sentence, or GROUP words of a long one
   function* consume(text: string): Generator<Chunk> {
-    const words = text.match(/\s*\S+\s*/g) ?? [];
-    for (let i = 0; i < words.length; i += GROUP) yield* add(words.slice(i, i + GROUP).join(''));
+    for (const sentence of text.match(/[^.!?\n]*(?:[.!?\n]+\s*|$)/g) ?? []) {
+      if (sentence.length === 0) continue;
+      const words = sentence.match(/\s*\S+\s*/g) ?? [];
+      for (let i = 0; i < words.length; i += GROUP) yield* add(words.slice(i, i + GROUP).join(''));
+    }
   }
   for await (const piece of pieces(source)) {
     pending += piece;
-    // keep the last (maybe unfinished) word for the next read; cut anyway when there is no whitespace for 64 KiB
-    const cut = Math.max(pending.search(/\s\S*$/), pending.length > 1 << 16 ? pending.length : -1);
+    // keep the last (maybe unfinished) sentence for the next read; else the last word; cut anyway past 64 KiB
+    let cut = pending.search(/[.!?\n]\s+[^.!?\n]*$/);
+    if (cut >= 0) cut += 1;
+    else cut = pending.search(/\s\S*$/);
+    if (pending.length > 1 << 16 && cut <= 0) cut = pending.length;
     if (cut <= 0) continue;
     yield* consume(pending.slice(0, cut));
     pending = pending.slice(cut);

@@ -8,6 +8,7 @@ import { registerSynthCommand } from '../synth/cli.js';
 import { registerGenerateCommand } from './generate.js';
 import { registerTrainCommands } from './train.js';
 import { registerAgentCommand } from './agent.js';
+import { registerMergeCommand } from './merge.js';
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
@@ -60,6 +61,7 @@ export function buildProgram(): Command {
   registerGenerateCommand(program);
   registerTrainCommands(program);
   registerAgentCommand(program);
+  registerMergeCommand(program);
 
   return program;
 }

@@ -41,7 +41,6 @@ export interface EvalReport {
 export function evaluate(model: CausalLM, tokenizer: TextTokenizer, items: readonly RecipeItem[], opts: EvalOptions = {}): EvalReport {
   if (!Array.isArray(items) || items.length === 0) throw new RangeError('evaluate: no items');
   const maxTokens = opts.maxTokens ?? 32, window = opts.window ?? model.config.maxSeqLen, batch = opts.batch ?? 256;
-  const buckets = (opts.buckets ?? [1024, 4096, 16384, 65536, 131072]).slice().sort((a, b) => a - b);
   const stop = tokenizer.eosIds.length ? tokenizer.eosIds : undefined;
   const predictions: Prediction[] = [];
   for (let s = 0; s < items.length; s += batch) {
@@ -56,6 +55,12 @@ export function evaluate(model: CausalLM, tokenizer: TextTokenizer, items: reado
     });
     opts.onProgress?.(Math.min(s + batch, items.length), items.length);
   }
+  return summarize(predictions, opts.buckets);
+}
+
+/** Scores per task, per prompt-length bucket (upper bounds in tokens), and the macro mean over tasks. */
+export function summarize(predictions: Prediction[], bucketBounds: readonly number[] = [1024, 4096, 16384, 65536, 131072]): EvalReport {
+  const buckets = bucketBounds.slice().sort((a, b) => a - b);
   const group = (key: (p: Prediction) => string) => {
     const acc = new Map<string, number[]>();
     for (const p of predictions) acc.set(key(p), [...(acc.get(key(p)) ?? []), p.score]);

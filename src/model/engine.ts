@@ -224,11 +224,11 @@ export class Engine {
       const seq = best >= 0 ? this.cache.fork(best) : this.#newSeq();
       if (best >= 0) this.cache.truncate(seq, share);
       const worst = this.cache.blocksNeeded(seq, r.prompt.length - share + r.limit);
-      if (worst > this.cache.stats().free - this.#promised()) {
+      if (worst > this.cache.freeBlocks - this.#promised()) {
         this.cache.free(seq);
         if (this.#running.length === 0) {
           this.#waiting.shift();
-          r.reject(new RangeError(`Engine: the request needs ${worst} free cache blocks, ${this.cache.stats().free} are free beside the prefixes`));
+          r.reject(new RangeError(`Engine: the request needs ${worst} free cache blocks, ${this.cache.freeBlocks} are free beside the prefixes`));
           continue;
         }
         return; // waits for running requests to finish

@@ -443,7 +443,7 @@ export class CausalLM {
       return t.length;
     });
     const need = ids.reduce((n, id, i) => n + cache.blocksNeeded(id, lens[i]!), 0);
-    const free = cache.stats().free;
+    const free = cache.freeBlocks;
     if (need > free) throw new RangeError(`CausalLM.extend: the tokens need ${need} more cache blocks, ${free} are free`);
     return this.#extend(cache, [...ids], tokens, lens);
   }

@@ -183,6 +183,11 @@ export class PagedKVCache {
     return [...this.#seq('blocks', seqId).blocks];
   }
 
+  /** Blocks in the free pool now (stats().free without the scan). */
+  get freeBlocks(): number {
+    return this.#free.length;
+  }
+
   stats(): PagedKVCacheStats {
     let used = 0, shared = 0;
     for (const r of this.#refs) {

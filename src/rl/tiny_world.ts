@@ -40,8 +40,28 @@ export function worldTokenizer(): WordTokenizer {
   return new WordTokenizer([...GLUE, ...PEOPLE, ...THINGS, ...PLACES, ...JOBS]);
 }
 
+/** A world and a question over it, with the facts the answer rests on (in the order they chain). */
+export interface World {
+  task: WorldTask;
+  owned: Map<string, string[]>;
+  job: Map<string, string>;
+  place: Map<string, string>;
+  /** Every fact, shuffled. */
+  facts: string[];
+  question: string;
+  answer: string[];
+  /** The facts the answer needs, first hop first. */
+  evidence: string[];
+}
+
 /** One world and one question of the given task. */
 export function worldEpisode(rng: Random, task: WorldTask, opts: WorldOptions = {}): WorldEpisode {
+  const w = makeWorld(rng, task, opts);
+  return { task, prompt: `${w.facts.join(' ')} question : ${w.question} answer :`, answer: w.answer, target: w.answer.join(' , ') };
+}
+
+/** The world behind an episode (the same draws as worldEpisode, so the same seed gives the same world). */
+export function makeWorld(rng: Random, task: WorldTask, opts: WorldOptions = {}): World {
   const [lo, hi] = opts.people ?? [2, 4];
   const pick = <T>(xs: readonly T[], n: number): T[] => rng.shuffle(xs.slice()).slice(0, n);
   const people: string[] = pick(PEOPLE, lo + rng.int(hi - lo + 1));
@@ -61,24 +81,29 @@ export function worldEpisode(rng: Random, task: WorldTask, opts: WorldOptions = 
   }
   rng.shuffle(facts);
   const allThings = [...place.keys()];
-  let question: string, answer: string[];
+  let question: string, answer: string[], evidence: string[];
   if (task === 'locate') {
     const t = allThings[rng.int(allThings.length)]!;
     question = `where is the ${t} ?`;
     answer = [place.get(t)!];
+    evidence = [`the ${t} is in the ${answer[0]} .`];
   } else if (task === 'owned-place') {
     const p = people[0]!;
+    const t = owned.get(p)![0]!;
     question = `where is the thing that ${p} owns ?`;
-    answer = [place.get(owned.get(p)![0]!)!];
+    answer = [place.get(t)!];
+    evidence = [`${p} owns the ${t} .`, `the ${t} is in the ${answer[0]} .`];
   } else if (task === 'owner-job') {
     const t = allThings[rng.int(allThings.length)]!;
     const owner = [...owned].find(([, l]) => l.includes(t))![0];
     question = `what job has the owner of the ${t} ?`;
     answer = [job.get(owner)!];
+    evidence = [`${owner} owns the ${t} .`, `${owner} is a ${answer[0]} .`];
   } else {
     const p = people[rng.int(people.length)]!;
     question = `what does ${p} own ?`;
     answer = owned.get(p)!.slice();
+    evidence = answer.map((t) => `${p} owns the ${t} .`);
   }
-  return { task, prompt: `${facts.join(' ')} question : ${question} answer :`, answer, target: answer.join(' , ') };
+  return { task, owned, job, place, facts, question, answer, evidence };
 }
