@@ -21,3 +21,4 @@ export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type Mo
 export { Llama2cTokenizer, HfTokenizer, WordTokenizer, loadTokenizer, PLAIN_CHAT_TEMPLATE, type TextTokenizer, type ChatMessage } from './tokenizer/index.js';
 export * from './agent/index.js';
 export { mergeSce, mergeFolders, sceTensor, type SceOptions, type SceTensorStats, type MergeFoldersOptions, type MergeFoldersResult } from './model/merge.js';
+export { createServer, TextStream, type QwenlongServer, type ServerOptions } from './serve/index.js';

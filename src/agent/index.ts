@@ -3,4 +3,4 @@ export { MemoryAgent, CHAT_MEMORY_PROMPTS, PLAIN_MEMORY_PROMPTS, type MemoryAgen
 export { LocalBackend, OpenAIBackend, type AgentBackend, type BackendCall, type BackendReply, type LocalBackendOptions, type OpenAIBackendOptions } from './backend.js';
 export { chunkText, readFiles, type Chunk, type DocumentSource } from './chunks.js';
 export { memoryTokenizer, memoryModelConfig, memoryWorld, memoryWorldText, memoryWorldItem, memoryWorldItems, oracleTrace, TINY_MEMORY, type MemoryWorld, type OracleStep } from './tiny_memory.js';
-export { growVocabulary, oracleExamples, sftMemory, type MemorySftOptions } from './train_memory.js';
+export { growVocabulary, oracleExamples, sftMemory, trainMemoryRl, memoryRows, type MemorySftOptions, type MemoryRlOptions, type MemoryRlRecord } from './train_memory.js';

@@ -18,7 +18,7 @@ import { policyLoss } from '../ops/policy_loss.js';
 import { scoreResponse } from '../rl/data.js';
 import { gradientStep } from '../rl/step.js';
 import { LocalBackend } from './backend.js';
-import { MemoryAgent } from './memory_agent.js';
+import { MemoryAgent, type AgentRun } from './memory_agent.js';
 import { memoryModelConfig, memoryTokenizer, memoryWorld, memoryWorldText, oracleTrace, TINY_MEMORY } from './tiny_memory.js';
 
 /** Weights with the vocabulary grown to `vocabSize` (new embedding and LM-head rows drawn small). */
@@ -103,6 +103,22 @@ export async function sftMemory(o: MemorySftOptions): Promise<{ steps: number; n
   }
 }
 
+/**
+ * The update's rows: one per call (memory update or answer) of every trajectory, each with its trajectory's
+ * advantage and group; trajectories with advantage 0 and calls that generated nothing drop out.
+ */
+export function memoryRows(runs: readonly Pick<AgentRun, 'calls'>[], adv: ArrayLike<number>, groupOf: readonly number[]): { prompt: number[]; response: number[]; adv: number; group: number }[] {
+  const rows: { prompt: number[]; response: number[]; adv: number; group: number }[] = [];
+  runs.forEach((r, i) => {
+    if (adv[i] === 0) return;
+    for (const c of r.calls ?? []) {
+      if (!c.reply.promptIds || !c.reply.responseIds) throw new TypeError('memoryRows: a call has no token ids (trace the run on the local backend)');
+      if (c.reply.responseIds.length > 0) rows.push({ prompt: c.reply.promptIds, response: c.reply.responseIds, adv: adv[i]!, group: groupOf[i]! });
+    }
+  });
+  return rows;
+}
+
 export interface MemoryRlOptions {
   model: CausalLM;
   /** Default: a fresh AdamW (lr, no weight decay). */
@@ -165,12 +181,7 @@ export async function trainMemoryRl(o: MemoryRlOptions): Promise<MemoryRlRecord[
       const rewards = runs.map((r, i) => scoreResponse(items[Math.floor(i / G)]!, r.answer));
       const groupOf = runs.map((_, i) => Math.floor(i / G));
       const adv = groupAdvantages(rewards, groupOf, groupOf.map((q) => items[q]!.task), { std: o.advStd ?? 'task' });
-      // one row per call; the trajectory's advantage on all its response tokens
-      const rows: { prompt: number[]; response: number[]; adv: number; group: number }[] = [];
-      runs.forEach((r, i) => {
-        if (adv[i] === 0) return;
-        for (const c of r.calls!) if (c.reply.responseIds && c.reply.responseIds.length > 0) rows.push({ prompt: c.reply.promptIds!, response: c.reply.responseIds, adv: adv[i]!, group: groupOf[i]! });
-      });
+      const rows = memoryRows(runs, adv, groupOf);
       const byTask: Record<string, number[]> = {};
       rewards.forEach((x, i) => (byTask[items[groupOf[i]!]!.task] ??= []).push(x));
       const base = {

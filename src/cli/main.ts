@@ -9,6 +9,7 @@ import { registerGenerateCommand } from './generate.js';
 import { registerTrainCommands } from './train.js';
 import { registerAgentCommand } from './agent.js';
 import { registerMergeCommand } from './merge.js';
+import { registerServeCommand } from './serve.js';
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
@@ -62,6 +63,7 @@ export function buildProgram(): Command {
   registerTrainCommands(program);
   registerAgentCommand(program);
   registerMergeCommand(program);
+  registerServeCommand(program);
 
   return program;
 }

@@ -18,6 +18,8 @@ import { tinyHeldOut } from '../rl/tiny.js';
 import { worldTokenizer } from '../rl/tiny_world.js';
 import { train, type StepRecord } from '../rl/trainer.js';
 import { AdamW } from '../model/optim.js';
+import { sftMemory } from '../agent/train_memory.js';
+import { evalMemoryCli, trainMemoryCli } from './memory.js';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/index.js';
 
 function num(name: string, lo: number, hi = Infinity, integer = false) {
@@ -61,8 +63,9 @@ function progress(enabled: boolean) {
   };
 }
 
-interface TrainCli {
+export interface TrainCli {
   preset?: string;
+  agent?: 'memory';
   model?: string;
   tokenizer?: string;
   data?: string;
@@ -122,7 +125,25 @@ function overrides(o: TrainCli, stagesBase: Stage[]): Partial<TrainConfig> {
   return out;
 }
 
-function scoreLine(r: EvalReport): string {
+export interface EvalCli {
+  data?: string;
+  preset?: string;
+  mode: 'single' | 'memory';
+  lengths: string;
+  perTask: number;
+  chunkTokens?: number;
+  memoryTokens?: number;
+  prompts?: 'chat' | 'plain';
+  model?: string;
+  tokenizer?: string;
+  out?: string;
+  maxTokens: number;
+  window?: number;
+  json?: boolean;
+  device?: string;
+}
+
+export function scoreLine(r: EvalReport): string {
   return Object.entries(r.byTask).map(([t, s]) => `${t} ${s.score.toFixed(3)} (n=${s.n})`).join(', ');
 }
 
@@ -131,6 +152,7 @@ export function registerTrainCommands(program: Command): void {
     .command('train')
     .description('RL with the QwenLong-L1.5 recipe (grpo / aepo / dapo arms); --preset tiny runs the whole recipe on a CPU')
     .option('--preset <name>', "'tiny': the packaged SFT checkpoint, tiny synthetic worlds, held-out evaluation before and after")
+    .addOption(new Option('--agent <kind>', "'memory': RL of the memory agent on tiny-world documents (trajectory rewards)").choices(['memory']))
     .option('--model <path>', 'the starting model (Hugging Face folder or llama2.c .bin)')
     .option('--tokenizer <path>', 'its tokenizer (default: the one in the model folder)')
     .option('--data <file>', 'training items (JSONL: task, prompt or question [+ context], answer)')
@@ -158,6 +180,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--no-report', 'do not write report.html at the end')
     .action(async (o: TrainCli) => {
       const log = (line: string) => console.error(line);
+      if (o.agent === 'memory') return trainMemoryCli(o);
       const bar = progress(o.progress);
       const onStep = (r: StepRecord, total: number) => bar.update(r, total);
       const device = o.device === undefined ? undefined : parseDevice(o.device, '--device');
@@ -202,6 +225,7 @@ export function registerTrainCommands(program: Command): void {
     .command('sft')
     .description('supervised warm-start (answer-only targets); --preset tiny trains the tiny model from scratch')
     .option('--preset <name>', "'tiny'")
+    .addOption(new Option('--agent <kind>', "'memory': memory-agent SFT on oracle traces of tiny-world documents, from --model (default the tiny checkpoint)").choices(['memory']))
     .option('--model <path>', 'the starting model')
     .option('--tokenizer <path>', 'its tokenizer')
     .option('--data <file>', 'items (JSONL); the answer is the target')
@@ -212,8 +236,13 @@ export function registerTrainCommands(program: Command): void {
     .option('--seed <n>', 'seed', num('seed', 0, 2 ** 31, true), 1)
     .option('--stop-at <p>', 'tiny: stop once macro pass@1 ≥ p and pass@8 ≥ 2·pass@1 (0: run every step)', num('stop-at', 0, 1), 0)
     .option('--device <d>', 'cpu or cuda')
-    .action(async (o: { preset?: string; model?: string; tokenizer?: string; data?: string; out: string; steps?: number; batch: number; lr: number; seed: number; stopAt: number; device?: string }) => {
+    .action(async (o: { preset?: string; agent?: 'memory'; model?: string; tokenizer?: string; data?: string; out: string; steps?: number; batch: number; lr: number; seed: number; stopAt: number; device?: string }) => {
       const log = (line: string) => console.error(line);
+      if (o.agent === 'memory') {
+        const r = await sftMemory({ from: o.model ?? tinyCheckpoint(), outDir: o.out, steps: o.steps ?? 2000, batch: Math.min(o.batch, 32), lr: o.lr, seed: o.seed, log });
+        console.log(`memory sft: ${r.steps} steps, last nll ${r.nll.toFixed(4)}; model in ${o.out}`);
+        return;
+      }
       if (o.preset !== undefined) {
         if (o.preset !== 'tiny') throw new Error(`--preset: unknown preset '${o.preset}' (known: tiny)`);
         const r = await sftTiny({ outDir: o.out, steps: o.steps ?? 800, batch: o.batch, lr: o.lr, seed: o.seed, stopAt: o.stopAt, log });
@@ -253,7 +282,13 @@ export function registerTrainCommands(program: Command): void {
     .command('eval')
     .description('single-pass evaluation: greedy answers, scores per task and prompt-length bucket, predictions as JSONL')
     .option('--data <file>', 'items (JSONL)')
-    .option('--preset <name>', "'tiny': the tiny held-out set (300 questions per task)")
+    .option('--preset <name>', "'tiny': the tiny held-out set (300 questions per task); with --mode memory, 'tiny-memory': tiny-world documents of --lengths tokens")
+    .addOption(new Option('--mode <mode>', "'single' (one pass, middle truncation) or 'memory' (the memory agent reads the item's context chunk by chunk)").choices(['single', 'memory']).default('single'))
+    .option('--lengths <list>', 'tiny-memory: document lengths in tokens', '4000,16000,64000')
+    .option('--per-task <n>', 'tiny-memory: questions per task and length', num('per-task', 1, 1 << 20, true), 8)
+    .option('--chunk-tokens <n>', 'memory mode: tokens per chunk', num('chunk-tokens', 1, 2 ** 31, true))
+    .option('--memory-tokens <n>', 'memory mode: tokens per memory update', num('memory-tokens', 1, 2 ** 31, true))
+    .addOption(new Option('--prompts <kind>', 'memory mode: prompt style (default plain for word/llama2.c tokenizers, chat otherwise)').choices(['chat', 'plain']))
     .option('--model <path>', 'the model (default: the tiny preset\'s checkpoint)')
     .option('--tokenizer <path>', 'its tokenizer')
     .option('--out <file>', 'predictions (JSONL)')
@@ -261,7 +296,8 @@ export function registerTrainCommands(program: Command): void {
     .option('--window <n>', 'prompt + answer tokens at most (longer prompts are middle-truncated; default the model\'s)', num('window', 2, 2 ** 31, true))
     .option('--json', 'print the scores as JSON')
     .option('--device <d>', 'cpu or cuda')
-    .action((o: { data?: string; preset?: string; model?: string; tokenizer?: string; out?: string; maxTokens: number; window?: number; json?: boolean; device?: string }) => {
+    .action(async (o: EvalCli) => {
+      if (o.mode === 'memory') return evalMemoryCli(o);
       if (!o.data && o.preset !== 'tiny') throw new Error("eval needs --data FILE (or --preset tiny)");
       const modelPath = o.model ?? tinyCheckpoint();
       if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}`);

@@ -1,0 +1,448 @@
+/**
+ * `qwenlong serve`: an OpenAI-compatible HTTP server over the continuous-batching engine. Chat and text completions,
+ * streamed (server-sent events) or not; every request is one engine request, so concurrent requests share forwards.
+ * A client that goes away aborts its engine request, which gives its cache blocks back at the next step.
+ */
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Engine, type EngineOptions } from '../model/engine.js';
+import { defaultStopIds, type CausalLM } from '../model/model.js';
+import type { ChatMessage, TextTokenizer } from '../tokenizer/hf.js';
+
+export interface ServerOptions {
+  model: CausalLM;
+  tokenizer: TextTokenizer;
+  /** The one model name /v1/models lists and requests may ask for (default 'qwenlong'). */
+  modelName?: string;
+  /** An engine to share (the caller disposes it); else the server creates one from `engineOptions` and owns it. */
+  engine?: Engine;
+  engineOptions?: EngineOptions;
+  /** Largest request body accepted, in bytes (default 32 MiB); larger ones get 413. */
+  maxBodyBytes?: number;
+  /** Where internal errors (500s) are reported (default: nowhere). */
+  log?: (line: string) => void;
+}
+
+export interface QwenlongServer {
+  readonly server: http.Server;
+  readonly engine: Engine;
+  readonly modelName: string;
+  /** Starts listening (port 0: any free port); the base URL clients take, `http://host:port/v1`. */
+  listen(port: number, host?: string): Promise<{ url: string }>;
+  /** Aborts the requests in flight, closes every connection, and disposes the engine when the server owns it. */
+  close(): Promise<void>;
+}
+
+/** An error with its HTTP status, sent as OpenAI's `{ error: { message, type, param, code } }`. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Incremental detokenization that never takes text back. */
+export class TextStream {
+  readonly #tokenizer: TextTokenizer;
+  readonly #stops: readonly string[];
+  readonly #ids: number[] = [];
+  #text = '';
+  #sent = 0;
+
+  constructor(tokenizer: TextTokenizer, stops: readonly string[]) {
+    this.#tokenizer = tokenizer;
+    this.#stops = stops;
+  }
+
+  /** The text so far (cut before the first stop sequence once one appeared). */
+  get text(): string {
+    return this.#text;
+  }
+
+  /**
+   * Adds a token. The whole token list is decoded again (a token's text can depend on its neighbours) and only the
+   * part that cannot change is released: not a trailing U+FFFD (an incomplete multi-byte character) nor a tail that
+   * could be the start of a stop sequence.
+   */
+  push(token: number): { delta: string; stopped: boolean } {
+    this.#ids.push(token);
+    const text = this.#tokenizer.decode(this.#ids);
+    let cut = -1;
+    for (const s of this.#stops) {
+      const at = text.indexOf(s);
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    }
+    if (cut >= 0) {
+      this.#text = text.slice(0, cut);
+      return { delta: this.end(), stopped: true };
+    }
+    this.#text = text;
+    // an incomplete multi-byte character decodes as U+FFFD until its last byte arrives
+    let safe = text.length;
+    while (safe > this.#sent && text[safe - 1] === '\uFFFD') safe--;
+    const settled = text.slice(0, safe);
+    for (const s of this.#stops) {
+      for (let k = Math.min(s.length - 1, settled.length); k > 0; k--) {
+        if (settled.endsWith(s.slice(0, k))) {
+          safe = Math.min(safe, settled.length - k);
+          break;
+        }
+      }
+    }
+    return { delta: this.#take(safe), stopped: false };
+  }
+
+  /** The text not released yet (at the end of the request). */
+  end(): string {
+    return this.#take(this.#text.length);
+  }
+
+  #take(end: number): string {
+    if (end <= this.#sent) return '';
+    const delta = this.#text.slice(this.#sent, end);
+    this.#sent = end;
+    return delta;
+  }
+}
+
+/** What a completion request asks for, checked. */
+interface Sampling {
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number | undefined;
+  stop: string[];
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+interface Generation {
+  text: string;
+  finishReason: 'stop' | 'length';
+  promptTokens: number;
+  completionTokens: number;
+}
+
+function field(body: Json, name: string, ok: (v: unknown) => boolean, what: string): unknown {
+  const v = body[name];
+  if (v === undefined || v === null) return undefined;
+  if (!ok(v)) throw new HttpError(400, `'${name}' must be ${what}, not ${JSON.stringify(v)}`, name, 'invalid_type');
+  return v;
+}
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/** Fields that would change the reply in ways this server does not implement: refused rather than ignored. */
+const UNSUPPORTED: [string, (v: unknown) => boolean][] = [
+  ['best_of', (v) => v === 1],
+  ['echo', (v) => v === false],
+  ['suffix', (v) => v === ''],
+  ['logprobs', (v) => v === false],
+  ['top_logprobs', (v) => v === 0],
+  ['logit_bias', (v) => isObject(v) && Object.keys(v).length === 0],
+  ['presence_penalty', (v) => v === 0],
+  ['frequency_penalty', (v) => v === 0],
+  ['tools', (v) => Array.isArray(v) && v.length === 0],
+  ['functions', (v) => Array.isArray(v) && v.length === 0],
+  ['response_format', (v) => isObject(v) && v.type === 'text'],
+];
+
+function sampling(body: Json): Sampling {
+  for (const [name, harmless] of UNSUPPORTED) {
+    const v = body[name];
+    if (v !== undefined && v !== null && !harmless(v)) throw new HttpError(400, `'${name}' is not supported by this server`, name, 'unsupported_parameter');
+  }
+  const n = field(body, 'n', isInt, 'an integer');
+  if (n !== undefined && n !== 1) throw new HttpError(400, `only 'n' = 1 is supported, not ${String(n)}`, 'n', 'unsupported_value');
+  field(body, 'model', (v) => typeof v === 'string', 'a string');
+  const positive = (v: unknown) => isInt(v) && v >= 1;
+  const legacyMaxTokens = field(body, 'max_tokens', positive, 'an integer ≥ 1');
+  const maxTokens = (field(body, 'max_completion_tokens', positive, 'an integer ≥ 1') ?? legacyMaxTokens ?? 256) as number;
+  const temperature = (field(body, 'temperature', (v) => isNumber(v) && v >= 0, 'a number ≥ 0') ?? 1) as number;
+  const topP = (field(body, 'top_p', (v) => isNumber(v) && v > 0 && v <= 1, 'a number in (0, 1]') ?? 1) as number;
+  // vLLM's extension; -1 and 0 both mean no limit
+  const topK = (field(body, 'top_k', (v) => isInt(v) && v >= -1, 'an integer ≥ -1') ?? 0) as number;
+  const seed = field(body, 'seed', isInt, 'an integer') as number | undefined;
+  const stopField = field(body, 'stop', (v) => typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string')), 'a string or an array of strings') as string | string[] | undefined;
+  const stop = stopField === undefined ? [] : typeof stopField === 'string' ? [stopField] : stopField;
+  if (stop.some((s) => s.length === 0)) throw new HttpError(400, "'stop' sequences must not be empty", 'stop', 'invalid_value');
+  const stream = (field(body, 'stream', (v) => typeof v === 'boolean', 'a boolean') ?? false) as boolean;
+  const options = field(body, 'stream_options', isObject, 'an object') as Json | undefined;
+  const includeUsage = options === undefined ? false : ((field(options, 'include_usage', (v) => typeof v === 'boolean', 'a boolean') ?? false) as boolean);
+  return { maxTokens, temperature, topP, topK: Math.max(0, topK), seed, stop, stream, includeUsage };
+}
+
+/** OpenAI message content: a string, or text parts. */
+function messageText(content: unknown, at: number): string {
+  if (typeof content === 'string') return content;
+  if (content === null || content === undefined) return '';
+  if (Array.isArray(content)) {
+    return content
+      .map((part: unknown, j) => {
+        if (isObject(part) && part.type === 'text' && typeof part.text === 'string') return part.text;
+        throw new HttpError(400, `messages[${at}].content[${j}]: only text parts ({ type: 'text', text }) are supported`, 'messages', 'invalid_type');
+      })
+      .join('');
+  }
+  throw new HttpError(400, `messages[${at}].content must be a string or an array of text parts`, 'messages', 'invalid_type');
+}
+
+function chatMessages(body: Json): ChatMessage[] {
+  const messages = body.messages;
+  if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, "'messages' must be a non-empty array of { role, content }", 'messages', 'invalid_type');
+  return messages.map((m: unknown, i) => {
+    if (!isObject(m) || typeof m.role !== 'string') throw new HttpError(400, `messages[${i}] must be an object with a string 'role'`, 'messages', 'invalid_type');
+    // chat templates know 'system'; OpenAI's newer name for it is 'developer'
+    return { role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content, i) };
+  });
+}
+
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  const tooLarge = () => new HttpError(413, `the request body is larger than ${max} bytes`, null, 'request_too_large');
+  if (Number(req.headers['content-length']) > max) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) return void chunks.push(chunk);
+      // keep the connection (the 413 goes out on it) but stop keeping what arrives
+      req.off('data', onData);
+      req.resume();
+      reject(tooLarge());
+    };
+    req.on('data', onData);
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+    req.on('close', () => reject(new Error('the client closed the connection before the body ended')));
+  });
+}
+
+function parseBody(raw: Buffer): Json {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (e) {
+    throw new HttpError(400, `the request body is not valid JSON (${(e as Error).message})`, null, 'invalid_json');
+  }
+  if (!isObject(body)) throw new HttpError(400, 'the request body must be a JSON object', null, 'invalid_json');
+  return body;
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
+}
+
+function errorBody(e: HttpError): Json {
+  return { error: { message: e.message, type: e.status >= 500 ? 'server_error' : 'invalid_request_error', param: e.param, code: e.code } };
+}
+
+const ROUTES: Record<string, string> = { '/v1/models': 'GET', '/v1/chat/completions': 'POST', '/v1/completions': 'POST' };
+
+export function createServer(opts: ServerOptions): QwenlongServer {
+  const { model, tokenizer } = opts;
+  const modelName = opts.modelName ?? 'qwenlong';
+  const maxBodyBytes = opts.maxBodyBytes ?? 32 * 2 ** 20;
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new RangeError(`createServer: 'maxBodyBytes' must be a positive integer, not ${String(opts.maxBodyBytes)}`);
+  const owned = opts.engine === undefined;
+  const engine = opts.engine ?? new Engine(model, opts.engineOptions);
+  const log = opts.log ?? (() => {});
+  const { maxSeqLen, vocabSize } = model.config;
+  const stopIds = [...new Set([...defaultStopIds(model.config), ...tokenizer.eosIds])].filter((id) => id >= 0 && id < vocabSize);
+  const stopSet = new Set(stopIds);
+  const started = Math.floor(Date.now() / 1000);
+  const inFlight = new Set<AbortController>();
+
+  function encode(text: string): number[] {
+    const ids = tokenizer.encode(text);
+    // chat templates that write the BOS token themselves already start with it
+    if (tokenizer.bosId !== undefined && ids[0] !== tokenizer.bosId) ids.unshift(tokenizer.bosId);
+    return ids;
+  }
+
+  function checkPrompt(ids: number[], param: string, s: Sampling): void {
+    if (ids.length === 0) throw new HttpError(400, 'the prompt is empty', param, 'invalid_value');
+    if (ids.length >= maxSeqLen) {
+      throw new HttpError(400, `the prompt has ${ids.length} tokens; the model's context is ${maxSeqLen} tokens (prompt and completion together), so a prompt may have at most ${maxSeqLen - 1}`, param, 'context_length_exceeded');
+    }
+    const blocks = Math.ceil((ids.length + Math.min(s.maxTokens, maxSeqLen - ids.length)) / engine.cache.blockSize);
+    if (blocks > engine.cache.numBlocks) {
+      throw new HttpError(400, `the prompt (${ids.length} tokens) and max_tokens (${s.maxTokens}) need up to ${blocks} cache blocks, the server's cache has ${engine.cache.numBlocks}: ask for fewer tokens`, 'max_tokens', 'context_length_exceeded');
+    }
+  }
+
+  /** Runs one request; `onDelta` receives the text as it becomes final. Undefined when the client went away. */
+  async function generate(ids: number[], s: Sampling, signal: AbortSignal, onDelta?: (text: string) => void): Promise<Generation | undefined> {
+    const text = new TextStream(tokenizer, s.stop);
+    const stopSequence = new AbortController();
+    let stopped = false, completionTokens = 0;
+    const r = await engine.submit(ids, {
+      maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, topK: s.topK, seed: s.seed, stopIds,
+      signal: AbortSignal.any([signal, stopSequence.signal]),
+      onToken: (token) => {
+        if (stopped) return;
+        completionTokens++;
+        if (stopSet.has(token)) return;
+        const step = text.push(token);
+        if (step.delta) onDelta?.(step.delta);
+        if (step.stopped) {
+          stopped = true;
+          stopSequence.abort();
+        }
+      },
+    });
+    if (r.finishReason === 'abort' && !stopped) return undefined;
+    if (!stopped) {
+      const tail = text.end();
+      if (tail) onDelta?.(tail);
+    }
+    return { text: text.text, finishReason: stopped || r.finishReason === 'stop' ? 'stop' : 'length', promptTokens: ids.length, completionTokens };
+  }
+
+  const usage = (g: Generation) => ({ prompt_tokens: g.promptTokens, completion_tokens: g.completionTokens, total_tokens: g.promptTokens + g.completionTokens });
+
+  async function complete(res: http.ServerResponse, body: Json, chat: boolean, signal: AbortSignal): Promise<void> {
+    const s = sampling(body);
+    if (typeof body.model === 'string' && body.model !== modelName) {
+      throw new HttpError(404, `the model '${body.model}' is not served here; this server serves '${modelName}'`, 'model', 'model_not_found');
+    }
+    let ids: number[];
+    if (chat) {
+      const messages = chatMessages(body);
+      let rendered: string;
+      try {
+        rendered = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+      } catch (e) {
+        throw new HttpError(400, `the chat template refused the messages (${(e as Error).message})`, 'messages', 'invalid_value');
+      }
+      ids = encode(rendered);
+    } else {
+      let prompt = body.prompt;
+      if (Array.isArray(prompt) && prompt.length === 1 && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) prompt = prompt[0];
+      if (typeof prompt === 'string') ids = encode(prompt);
+      else if (Array.isArray(prompt) && prompt.every((t) => isInt(t) && t >= 0 && t < vocabSize)) ids = prompt as number[];
+      else throw new HttpError(400, `'prompt' must be a string, an array of one string, or token ids in [0, ${vocabSize})`, 'prompt', 'invalid_type');
+    }
+    checkPrompt(ids, chat ? 'messages' : 'prompt', s);
+
+    const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID().replaceAll('-', '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const head = { id, object: chat ? 'chat.completion' : 'text_completion', created, model: modelName };
+    if (!s.stream) {
+      const g = await generate(ids, s, signal);
+      if (!g) return;
+      const choice = chat
+        ? { index: 0, message: { role: 'assistant', content: g.text }, logprobs: null, finish_reason: g.finishReason }
+        : { index: 0, text: g.text, logprobs: null, finish_reason: g.finishReason };
+      sendJson(res, 200, { ...head, choices: [choice], usage: usage(g) });
+      return;
+    }
+
+    const chunkHead = { ...head, object: chat ? 'chat.completion.chunk' : 'text_completion' };
+    const send = (data: unknown) => void res.write(`data: ${JSON.stringify(data)}\n\n`);
+    const chunk = (delta: Json | string, finishReason: string | null) => ({
+      ...chunkHead,
+      choices: [chat ? { index: 0, delta, logprobs: null, finish_reason: finishReason } : { index: 0, text: delta, logprobs: null, finish_reason: finishReason }],
+      ...(s.includeUsage ? { usage: null } : {}),
+    });
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    if (chat) send(chunk({ role: 'assistant', content: '' }, null));
+    else res.flushHeaders();
+    let g: Generation | undefined;
+    try {
+      g = await generate(ids, s, signal, (text) => send(chunk(chat ? { content: text } : text, null)));
+    } catch (e) {
+      if (signal.aborted) return;
+      // the status line is gone: the error travels as an event, as OpenAI's streams carry them
+      log(`serve: ${(e as Error).stack ?? String(e)}`);
+      send(errorBody(new HttpError(500, `the engine failed: ${(e as Error).message}`)));
+      res.end('data: [DONE]\n\n');
+      return;
+    }
+    if (!g) return;
+    send(chunk(chat ? {} : '', g.finishReason));
+    if (s.includeUsage) send({ ...chunkHead, choices: [], usage: usage(g) });
+    res.end('data: [DONE]\n\n');
+  }
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname).replace(/\/+$/, '');
+    } catch {
+      throw new HttpError(400, `malformed request path ${JSON.stringify(req.url)}`, null, 'invalid_path');
+    }
+    const method = ROUTES[path] ?? (path.startsWith('/v1/models/') ? 'GET' : undefined);
+    if (method === undefined) throw new HttpError(404, `no route ${req.method ?? ''} ${path || '/'}; this server has GET /v1/models, POST /v1/chat/completions, POST /v1/completions`, null, 'not_found');
+    if (req.method !== method) throw new HttpError(405, `${path} takes ${method}, not ${req.method ?? ''}`, null, 'method_not_allowed');
+    const card = { id: modelName, object: 'model', created: started, owned_by: 'qwenlong', max_model_len: maxSeqLen };
+    if (path === '/v1/models') return sendJson(res, 200, { object: 'list', data: [card] });
+    if (path.startsWith('/v1/models/')) {
+      const name = path.slice('/v1/models/'.length);
+      if (name !== modelName) throw new HttpError(404, `the model '${name}' is not served here; this server serves '${modelName}'`, 'model', 'model_not_found');
+      return sendJson(res, 200, card);
+    }
+    await complete(res, parseBody(await readBody(req, maxBodyBytes)), path === '/v1/chat/completions', signal);
+  }
+
+  const server = http.createServer((req, res) => {
+    const ctl = new AbortController();
+    inFlight.add(ctl);
+    // 'close' before the response finished: the client went away (or the server is closing)
+    res.on('close', () => {
+      inFlight.delete(ctl);
+      if (!res.writableFinished) ctl.abort();
+    });
+    handle(req, res, ctl.signal).catch((e: unknown) => {
+      if (res.destroyed || ctl.signal.aborted) return;
+      const err = e instanceof HttpError ? e : new HttpError(500, `internal error: ${(e as Error)?.message ?? String(e)}`, null, 'internal_error');
+      if (!(e instanceof HttpError)) log(`serve: ${(e as Error)?.stack ?? String(e)}`);
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      // an unread body (413) would otherwise be read to its end before the connection is reused
+      sendJson(res, err.status, errorBody(err), err.status === 413 ? { connection: 'close' } : {});
+    });
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    engine,
+    modelName,
+    listen(port: number, host = '127.0.0.1') {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const { port: bound } = server.address() as AddressInfo;
+          resolve({ url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}/v1` });
+        });
+      });
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        for (const ctl of inFlight) ctl.abort();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }).finally(() => {
+        if (owned) engine.dispose();
+      });
+      return closing;
+    },
+  };
+}
