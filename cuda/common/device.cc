@@ -59,7 +59,7 @@ constexpr bool kHostCache = true;
 constexpr bool kHostCache = true;
 #endif
 
-constexpr size_t kLargeHost = size_t{1} << 18;  // 256 KiB and up: mmapped and cached
+constexpr size_t kLargeHost = size_t{1} << 16;  // 64 KiB and up: mmapped and cached
 
 class HostCache {
  public:
