@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { LocalBackend } from '../src/agent/backend.js';
 import { readFiles } from '../src/agent/chunks.js';
 import { MemoryAgent } from '../src/agent/memory_agent.js';
-import { memoryModelConfig, memoryTokenizer, memoryWorld, memoryWorldItems, memoryWorldText, TINY_MEMORY } from '../src/agent/tiny_memory.js';
+import { lengthBuckets, memoryModelConfig, memoryTokenizer, memoryWorld, memoryWorldItems, memoryWorldText, TINY_MEMORY } from '../src/agent/tiny_memory.js';
 import { growVocabulary } from '../src/agent/train_memory.js';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
 import { machine, machineLine } from '../src/bench/runner.js';
@@ -106,7 +106,7 @@ const suite: BenchSuite = {
     if (existsSync(join(tinyCheckpoint(), 'config.json'))) {
       const lengths = ctx.quick ? [4000] : [4000, 16000, 64000];
       const items = memoryWorldItems(4242, lengths, ctx.quick ? 2 : 8);
-      const buckets = lengths.map((x) => Math.ceil(x * 1.1));
+      const buckets = lengthBuckets(lengths);
       const table: { arm: string; byLength: Record<string, { n: number; score: number }>; macro: number; chunksPerS?: number }[] = [];
       const single = loadModel(tinyCheckpoint(), { device: 'cpu' }).model;
       const sp = evaluate(single, worldTokenizer(), items, { maxTokens: TINY_MEMORY.answerTokens, buckets });

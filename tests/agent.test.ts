@@ -294,3 +294,37 @@ describe('qwenlong agent on a long input', () => {
     }
   }, 900_000);
 });
+
+describe('memory training and evaluation from the command line', () => {
+  it('train --agent memory runs trajectory-level RL steps and saves a model that eval --mode memory reads', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qwenlong-memrl-'));
+    try {
+      const tok = memoryTokenizer();
+      const model = CausalLM.fromHost(initWeights({ ...memoryModelConfig(), dim: 32, hiddenDim: 64, layers: 1, heads: 2, kvHeads: 2, headDim: 16 }, { seed: 2, std: 0.2 }), { device: 'cpu' });
+      await model.save(join(dir, 'start'));
+      model.dispose();
+      tok.save(join(dir, 'start', 'words.json'));
+      const cli = (...args: string[]) => spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8' });
+      const t = cli('train', '--agent', 'memory', '--model', join(dir, 'start'), '--out', join(dir, 'run'), '--steps', '2', '--batch', '2', '--group', '3', '--seed', '4');
+      expect(t.status, t.stderr).toBe(0);
+      const records = readFileSync(join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(records.map((r) => r.step)).toEqual([1, 2]);
+      for (const r of records) {
+        expect(r.rewardMean).toBeGreaterThanOrEqual(0);
+        expect(r.rewardMean).toBeLessThanOrEqual(1);
+        expect(r.callsPerTrajectory).toBeGreaterThan(2); // several chunks, then the answer
+      }
+      const e = cli('eval', '--mode', 'memory', '--preset', 'tiny-memory', '--model', join(dir, 'run', 'final'), '--lengths', '300,600', '--per-task', '1', '--json');
+      expect(e.status, e.stderr).toBe(0);
+      const report = JSON.parse(e.stdout);
+      expect(Object.keys(report.byTask).sort()).toEqual(['items', 'locate', 'owned-place', 'owner-job']);
+      expect(Object.values(report.byLength as Record<string, { n: number }>).map((b) => b.n)).toEqual([4, 4]);
+      expect(report.chunks).toBeGreaterThan(8);
+      const bad = cli('eval', '--mode', 'memory', '--model', join(dir, 'run', 'final'));
+      expect(bad.status).not.toBe(0);
+      expect(bad.stderr).toMatch(/--data FILE .* or --preset tiny-memory/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

@@ -124,3 +124,9 @@ export async function oracleTrace(w: MemoryWorld, countTokens: (text: string) =>
   steps.push({ prompt: f.prefix + f.text, target: w.world.answer.join(' , ') });
   return steps;
 }
+
+/** Bucket bounds that put each target length in its own bucket: geometric midpoints, then twice the longest. */
+export function lengthBuckets(lengths: readonly number[]): number[] {
+  const l = [...lengths].sort((a, b) => a - b);
+  return l.map((x, i) => Math.round(i + 1 < l.length ? Math.sqrt(x * l[i + 1]!) : 2 * x));
+}

@@ -3,7 +3,7 @@ import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalBackend } from '../agent/backend.js';
 import { MemoryAgent } from '../agent/memory_agent.js';
-import { memoryTokenizer, memoryWorldItems, TINY_MEMORY } from '../agent/tiny_memory.js';
+import { lengthBuckets, memoryTokenizer, memoryWorldItems, TINY_MEMORY } from '../agent/tiny_memory.js';
 import { trainMemoryRl } from '../agent/train_memory.js';
 import { evaluateMemory } from '../eval/memory.js';
 import { loadModel } from '../model/index.js';
@@ -57,7 +57,7 @@ export async function evalMemoryCli(o: EvalCli): Promise<void> {
       backend, prompts, chunkTokens: o.chunkTokens ?? (tiny ? TINY_MEMORY.chunkTokens : 1024), memoryTokens: o.memoryTokens ?? (tiny ? TINY_MEMORY.memoryTokens : 256),
       answerTokens: tiny ? TINY_MEMORY.answerTokens : o.maxTokens,
     });
-    const r = await evaluateMemory(agent, items, { buckets: lengths.length ? [...lengths].map((x) => Math.ceil(x * 1.1)) : undefined });
+    const r = await evaluateMemory(agent, items, { buckets: tiny ? lengthBuckets(lengths) : undefined });
     if (o.out) writeFileSync(o.out, r.predictions.map((p) => `${JSON.stringify(p)}\n`).join(''));
     if (o.json) console.log(JSON.stringify({ macro: r.macro, byTask: r.byTask, byLength: r.byLength, chunks: r.chunks, tokensRead: r.tokensRead, seconds: r.seconds }, null, 2));
     else {
