@@ -38,6 +38,20 @@ describe('chunkText', () => {
     expect(chunks.at(-1)!.chars).toBeGreaterThanOrEqual(text.length - 1);
   });
 
+  it('keeps line breaks and file boundaries exactly, whatever the read boundaries; long whitespace runs cut in linear time', async () => {
+    const cases = [['Alpha beta.', '\n\n', 'Gamma delta.'], ['A.\n\nB', '. C'], ['\n\nHello world.'], ['One.\nTwo three', '.\n', '\nFour']];
+    for (const pieces of cases) {
+      const chunks = await collect(chunkText(pieces, words, 3));
+      expect(chunks.map((c) => c.text).join(''), JSON.stringify(pieces)).toBe(pieces.join(''));
+      expect(chunks.at(-1)!.chars).toBe(pieces.join('').length);
+    }
+    const run = `${'\n'.repeat(60_000)}x.`;
+    const t0 = performance.now();
+    const chunks = await collect(chunkText([run, ' y.'], words, 5));
+    expect(chunks.map((c) => c.text).join('')).toBe(`${run} y.`);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
   it('cuts runs longer than a chunk (a sentence of many words, a string with no whitespace)', async () => {
     const long = `${'w '.repeat(120)}.`;
     const c1 = await collect(chunkText(long, words, 16));

@@ -108,6 +108,34 @@ describe('Engine', () => {
     }
   });
 
+  it('a prefix computed while requests run takes only blocks not promised to them', async () => {
+    const m = model();
+    const engine = new Engine(m, { blockSize: 8, numBlocks: 10 });
+    try {
+      let refused: unknown;
+      // worst case ceil((8 + 70) / 8) = 10 blocks: the whole pool is promised to this request
+      const r = await engine.submit(prompt(50, 8), {
+        maxTokens: 70, temperature: 0, stopIds: [],
+        onToken: () => {
+          if (refused === undefined) {
+            try {
+              engine.prefix(prompt(51, 64));
+              refused = null;
+            } catch (e) {
+              refused = e;
+            }
+          }
+        },
+      });
+      expect(String(refused)).toMatch(/needs 8 cache blocks, 0 are spare beside the running requests/);
+      expect(r.tokens.length).toBe(70);
+      expect(r.tokens).toEqual(m.generate([prompt(50, 8)], { maxTokens: 70, temperature: 0, stopIds: [] })[0]!.tokens);
+    } finally {
+      engine.dispose();
+      m.dispose();
+    }
+  });
+
   it('sampling is seeded per request; aborts and bad inputs end one request, never the engine', async () => {
     const m = model();
     const engine = new Engine(m, { blockSize: 8 });

@@ -324,6 +324,25 @@ describe('qwenlong serve', () => {
     } finally {
       await second.close();
     }
+    // a failure while generating (decoding a token) ends that request with a 500, streamed or not, and frees its blocks
+    const decodeFails: TextTokenizer = Object.assign(Object.create(tokenizer) as TextTokenizer, {
+      encode: (text: string, opts?: { bos?: boolean }) => tokenizer.encode(text, opts),
+      decode: () => {
+        throw new Error('decoder exploded');
+      },
+    });
+    const third = createServer({ model, tokenizer: decodeFails, engine: served.engine, log: (l) => logged.push(l) });
+    try {
+      const other = new OpenAI({ baseURL: (await third.listen(0)).url, apiKey: 'unused', maxRetries: 0 });
+      await expect(other.completions.create({ model: 'qwenlong', prompt: 'w3', max_tokens: 5 })).rejects.toThrow(/decoder exploded/);
+      const stream = await other.completions.create({ model: 'qwenlong', prompt: 'w3', max_tokens: 5, stream: true });
+      await expect((async () => {
+        for await (const _ of stream) void _;
+      })()).rejects.toThrow(/decoder exploded/);
+      expect(served.engine.stats().cache.used).toBe(0);
+    } finally {
+      await third.close();
+    }
     // closing the second server left the shared engine to its owner
     const r = await client.completions.create({ model: name, prompt: 'w3 w9', max_tokens: 12, temperature: 0 });
     expect(r.choices[0]!.text).toBe(reference(model, tokenizer, promptIds('w3 w9'), 12).text);

@@ -64,9 +64,15 @@ export class LocalBackend implements AgentBackend {
     return this.tokenizer.encode(text).length;
   }
 
+  /** Ids of text, with BOS first (once: a chat template may write it itself). */
+  #ids(text: string): number[] {
+    const ids = this.tokenizer.encode(text);
+    const bos = this.tokenizer.bosId;
+    return bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
+  }
+
   #render(content: string): number[] {
-    const text = this.#chat ? this.tokenizer.applyChatTemplate([{ role: 'user', content }]) : content;
-    return this.tokenizer.encode(text, { bos: this.tokenizer.bosId !== undefined });
+    return this.#ids(this.#chat ? this.tokenizer.applyChatTemplate([{ role: 'user', content }]) : content);
   }
 
   /** The shared prefix's ids (rendered the way full prompts are, up to the end of the prefix). */
@@ -74,17 +80,24 @@ export class LocalBackend implements AgentBackend {
     if (!this.#chat) return this.#render(prefix);
     const marker = '\u0000';
     const full = this.tokenizer.applyChatTemplate([{ role: 'user', content: prefix + marker }]);
-    return this.tokenizer.encode(full.slice(0, full.indexOf(marker)), { bos: this.tokenizer.bosId !== undefined });
+    return this.#ids(full.slice(0, full.indexOf(marker)));
   }
 
   async complete(call: BackendCall): Promise<BackendReply> {
-    if (!this.#prefixes.has(call.prefix) && call.prefix.length > 0) {
-      const ids = this.#prefixIds(call.prefix);
-      if (ids.length > 1 && ids.length < this.engine.model.config.maxSeqLen) this.#prefixes.set(call.prefix, this.engine.prefix(ids));
-    }
     const promptIds = this.#render(call.prefix + call.text);
     const room = this.engine.model.config.maxSeqLen - promptIds.length;
     if (room < 1) throw new RangeError(`LocalBackend: the prompt has ${promptIds.length} tokens, the model takes ${this.engine.model.config.maxSeqLen}: use smaller chunks or memories`);
+    if (!this.#prefixes.has(call.prefix) && call.prefix.length > 0) {
+      const ids = this.#prefixIds(call.prefix);
+      if (ids.length > 1 && ids.length < this.engine.model.config.maxSeqLen) {
+        try {
+          this.#prefixes.set(call.prefix, this.engine.prefix(ids));
+        } catch (e) {
+          // no spare blocks for it now: the prefix is only a saving, the call runs without it
+          if (!(e instanceof RangeError)) throw e;
+        }
+      }
+    }
     const r = await this.engine.submit(promptIds, { maxTokens: Math.min(call.maxTokens, room), temperature: call.temperature ?? 0, seed: call.seed, signal: call.signal });
     const stopped = r.finishReason === 'stop' ? r.tokens.slice(0, -1) : r.tokens;
     return { text: this.tokenizer.decode(stopped), promptIds, responseIds: r.tokens, logprobs: r.logprobs, finishReason: r.finishReason };

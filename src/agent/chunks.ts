@@ -36,6 +36,59 @@ async function* pieces(source: DocumentSource): AsyncGenerator<string> {
   }
 }
 
+const isSpace = (c: string): boolean => c === ' ' || c === '\n' || c === '\t' || c === '\r' || c === '\f' || c === '\v';
+const isEnd = (c: string): boolean => c === '.' || c === '!' || c === '?' || c === '\n';
+
+/**
+ * Where to cut text read so far (a backwards scan, linear in the text): just after the last sentence end that is
+ * followed by whitespace, else at the last whitespace; 0 for none. What follows stays for the next read.
+ */
+function lastCut(text: string): number {
+  let space = -1;
+  for (let i = text.length - 1; i > 0; i--) {
+    if (isSpace(text[i]!)) {
+      if (space < 0) space = i;
+      if (isEnd(text[i - 1]!)) return i;
+      if (text[i] === '\n') return i + 1;
+    }
+  }
+  return Math.max(0, space);
+}
+
+/**
+ * The text in counted groups, in order and without loss (linear scans: no regex backtracking on long runs): each
+ * sentence (up to and with its end marks and the whitespace after them), cut into groups of GROUP words when longer.
+ */
+function* groups(text: string): Generator<string> {
+  let start = 0, words = 0, inWord = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (isSpace(c)) {
+      inWord = false;
+      continue;
+    }
+    if (!inWord) {
+      inWord = true;
+      if (words === GROUP) {
+        yield text.slice(start, i);
+        start = i;
+        words = 0;
+      }
+      words++;
+    }
+    if (isEnd(c)) {
+      let j = i + 1;
+      while (j < text.length && (isEnd(text[j]!) || isSpace(text[j]!))) j++;
+      yield text.slice(start, j);
+      start = j;
+      words = 0;
+      inWord = false;
+      i = j - 1;
+    }
+  }
+  if (start < text.length) yield text.slice(start);
+}
+
 /** Words per counted group of a long sentence (a chunk may hold a few tokens fewer than the cap). */
 const GROUP = 8;
 
@@ -71,18 +124,12 @@ export async function* chunkText(source: DocumentSource, countTokens: (text: str
   }
   // chunks end at sentence ends where they can: a group is a sentence, or GROUP words of a long one
   function* consume(text: string): Generator<Chunk> {
-    for (const sentence of text.match(/[^.!?\n]*(?:[.!?\n]+\s*|$)/g) ?? []) {
-      if (sentence.length === 0) continue;
-      const words = sentence.match(/\s*\S+\s*/g) ?? [];
-      for (let i = 0; i < words.length; i += GROUP) yield* add(words.slice(i, i + GROUP).join(''));
-    }
+    for (const group of groups(text)) yield* add(group);
   }
   for await (const piece of pieces(source)) {
     pending += piece;
     // keep the last (maybe unfinished) sentence for the next read; else the last word; cut anyway past 64 KiB
-    let cut = pending.search(/[.!?\n]\s+[^.!?\n]*$/);
-    if (cut >= 0) cut += 1;
-    else cut = pending.search(/\s\S*$/);
+    let cut = lastCut(pending);
     if (pending.length > 1 << 16 && cut <= 0) cut = pending.length;
     if (cut <= 0) continue;
     yield* consume(pending.slice(0, cut));

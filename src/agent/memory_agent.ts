@@ -168,8 +168,13 @@ export class MemoryAgent {
     }
     o.signal?.throwIfAborted();
     const f = this.prompts.final(query.question, state.memory, query.format);
-    const reply = await this.backend.complete({ ...f, maxTokens: this.answerTokens, temperature: this.temperature, seed: seed * 1000003 + 999983, signal: o.signal });
-    this.backend.done?.(f.prefix);
+    let reply: BackendReply;
+    try {
+      reply = await this.backend.complete({ ...f, maxTokens: this.answerTokens, temperature: this.temperature, seed: seed * 1000003 + 999983, signal: o.signal });
+    } finally {
+      this.backend.done?.(f.prefix);
+    }
+    o.signal?.throwIfAborted();
     calls?.push({ chunk: -1, reply });
     return { answer: reply.text.trim(), ...state, chunks, tokensRead, seconds: (performance.now() - start) / 1000, ...(calls ? { calls } : {}) };
   }

@@ -74,7 +74,7 @@ export async function sftMemory(o: MemorySftOptions): Promise<{ steps: number; n
   const tok = memoryTokenizer();
   const host = growVocabulary(readHfFolder(o.from), memoryModelConfig().vocabSize, o.seed ?? 1);
   const model = CausalLM.fromHost(host, { device: 'cpu' });
-  const opt = new AdamW(model.parameters(), { lr: o.lr ?? 5e-4, weightDecay: 0.01 });
+  const opt = new AdamW(model.parameters(), { lr: o.lr ?? 1e-3, weightDecay: 0.01 });
   const rng = new Random(o.seed ?? 1);
   const batch = o.batch ?? 32;
   const pool: SftExample[] = [];
@@ -87,7 +87,7 @@ export async function sftMemory(o: MemorySftOptions): Promise<{ steps: number; n
       pool.push(...(await oracleExamples(rng, batch * Math.min(20, steps - s))));
     }
     const run = await runSft({
-      model, optimizer: opt, steps, lr: o.lr ?? 5e-4,
+      model, optimizer: opt, steps, lr: o.lr ?? 1e-3,
       batch: (step) => pool.slice((step - 1) * batch, step * batch),
       onStep: (step, m) => {
         nll = m.nll;
@@ -182,6 +182,9 @@ export async function trainMemoryRl(o: MemoryRlOptions): Promise<MemoryRlRecord[
       const groupOf = runs.map((_, i) => Math.floor(i / G));
       const adv = groupAdvantages(rewards, groupOf, groupOf.map((q) => items[q]!.task), { std: o.advStd ?? 'task' });
       const rows = memoryRows(runs, adv, groupOf);
+      // Eq. 4's normalizer: all response tokens of each group's trajectories, every group of the batch
+      const groupTokens = new Map<number, number>();
+      runs.forEach((r, i) => groupTokens.set(groupOf[i]!, (groupTokens.get(groupOf[i]!) ?? 0) + r.calls!.reduce((n, c) => n + (c.reply.responseIds?.length ?? 0), 0)));
       const byTask: Record<string, number[]> = {};
       rewards.forEach((x, i) => (byTask[items[groupOf[i]!]!.task] ??= []).push(x));
       const base = {
@@ -199,7 +202,8 @@ export async function trainMemoryRl(o: MemoryRlOptions): Promise<MemoryRlRecord[
         rows.forEach((r, i) => advantages.fill(r.adv, cu[i]!, cu[i + 1]!));
         const g = await gradientStep(model, optimizer, rows, (hidden) => policyLoss({
           hidden, weight: model.lmHead, targets: rows.flatMap((r) => r.response), advantages, cuSeqlens: cu,
-          groupIds: rows.map((r) => r.group), aggregation: 'group-token-mean',
+          groupIds: rows.map((r) => r.group), aggregation: 'group-token-mean', normalizers: { groups: B, groupTokens },
+          temperature: o.temperature ?? 0.7, // the policy the trajectories were sampled from
         }), { clipNorm: o.clipNorm ?? 1, lr });
         rec = { ...base, nll: g.nll, gradNorm: g.gradNorm, skipped: g.skipped, seconds: (performance.now() - t0) / 1000 };
       }

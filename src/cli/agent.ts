@@ -1,5 +1,5 @@
 /** `qwenlong agent`: answer a question over documents of any length with the memory agent. */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { LocalBackend, OpenAIBackend, type AgentBackend } from '../agent/backend.js';
@@ -16,6 +16,20 @@ function int(name: string, lo: number) {
     if (!Number.isInteger(x) || x < lo) throw new InvalidArgumentError(`--${name} must be an integer ≥ ${lo} (got ${JSON.stringify(v)})`);
     return x;
   };
+}
+
+/**
+ * This process's peak resident set, bytes: VmHWM of /proc/self/status where there is one (per address space, so it
+ * starts afresh at exec; getrusage's maxRSS keeps the forking parent's resident size for a spawned child on Linux).
+ */
+export function peakRss(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
 }
 
 interface AgentCli {
@@ -97,7 +111,7 @@ export function registerAgentCommand(program: Command): void {
           },
         });
         bar?.stop();
-        const peakRssMB = process.resourceUsage().maxRSS / 1024;
+        const peakRssMB = peakRss() / 2 ** 20;
         if (o.json) console.log(JSON.stringify({ answer: run.answer, memory: run.memory, plan: run.plan, chunks: run.chunks, tokensRead: run.tokensRead, seconds: run.seconds, chunksPerSecond: run.chunks / run.seconds, tokensPerSecond: run.tokensRead / run.seconds, peakRssMB }));
         else {
           console.log(run.answer);

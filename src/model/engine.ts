@@ -13,7 +13,7 @@ export interface EngineOptions {
   numBlocks?: number;
   /** Tokens per cache block (default 16). */
   blockSize?: number;
-  /** Tokens per forward at most: prompts longer than this are prefilled in chunks across steps (default 2048). */
+  /** Prompt tokens per forward at most (beside one decode token per running request): longer prompts are prefilled in chunks across steps (default 2048). */
   maxBatchTokens?: number;
   /** Requests decoding at once at most (default 64). */
   maxRunning?: number;
@@ -128,6 +128,10 @@ export class Engine {
    */
   prefix(tokens: readonly number[]): number {
     this.#check('prefix', tokens, 'tokens');
+    // the blocks promised to running requests stay theirs: a prefix only takes what is left
+    const need = Math.ceil(tokens.length / this.cache.blockSize);
+    const spare = this.cache.freeBlocks - this.#promised();
+    if (need > spare) throw new RangeError(`Engine.prefix: the prefix needs ${need} cache blocks, ${spare} are spare beside the running requests`);
     const seq = this.#newSeq();
     try {
       for (let at = 0; at < tokens.length; at += this.maxBatchTokens) {
@@ -243,6 +247,7 @@ export class Engine {
 
   #finish(r: Request, reason?: EngineResult['finishReason']): void {
     if (reason) r.result.finishReason = reason;
+    if (this.#disposed) return; // dispose() already rejected it
     this.cache.free(r.seq);
     this.#running.splice(this.#running.indexOf(r), 1);
     r.resolve(r.result);
@@ -250,31 +255,43 @@ export class Engine {
 
   async #loop(): Promise<void> {
     try {
-      while (!this.#disposed && (this.#waiting.length > 0 || this.#running.length > 0)) {
-        this.#admit();
-        for (const r of [...this.#running]) if (r.options.signal?.aborted) this.#finish(r, 'abort');
-        const batch: Request[] = [], tokens: Int32Array[] = [];
-        let budget = this.maxBatchTokens;
-        for (const r of this.#running) {
-          if (r.next !== undefined) {
-            batch.push(r);
-            tokens.push(Int32Array.of(r.next));
-            budget--;
-          }
-        }
-        for (const r of this.#running) {
-          if (r.next === undefined && budget > 0) {
-            const chunk = r.prompt.slice(r.fed, r.fed + budget);
-            batch.push(r);
-            tokens.push(Int32Array.from(chunk));
-            budget -= chunk.length;
-          }
-        }
-        if (batch.length > 0) this.#step(batch, tokens);
-        await new Promise<void>((resolve) => setImmediate(resolve));
+      await this.#run();
+    } catch (e) {
+      // an engine fault (not a request's): every request ends with it, and their blocks go back
+      for (const r of [...this.#waiting, ...this.#running]) {
+        if (!this.#disposed && r.seq >= 0 && this.cache.has(r.seq)) this.cache.free(r.seq);
+        r.reject(e as Error);
       }
+      this.#waiting = [];
+      this.#running = [];
     } finally {
       this.#looping = false;
+    }
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#disposed && (this.#waiting.length > 0 || this.#running.length > 0)) {
+      this.#admit();
+      for (const r of [...this.#running]) if (r.options.signal?.aborted) this.#finish(r, 'abort');
+      const batch: Request[] = [], tokens: Int32Array[] = [];
+      let budget = this.maxBatchTokens;
+      for (const r of this.#running) {
+        if (r.next !== undefined) {
+          batch.push(r);
+          tokens.push(Int32Array.of(r.next));
+          budget--;
+        }
+      }
+      for (const r of this.#running) {
+        if (r.next === undefined && budget > 0) {
+          const chunk = r.prompt.slice(r.fed, r.fed + budget);
+          batch.push(r);
+          tokens.push(Int32Array.from(chunk));
+          budget -= chunk.length;
+        }
+      }
+      if (batch.length > 0) this.#step(batch, tokens);
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
@@ -313,6 +330,7 @@ export class Engine {
         this.#finish(r, 'abort');
         return;
       }
+      if (this.#disposed) return; // a listener disposed the engine
       if (r.stop.has(pick.token)) this.#finish(r, 'stop');
       else if (g.tokens.length >= r.limit) this.#finish(r, 'length');
       else r.next = pick.token;

@@ -289,6 +289,7 @@ export function createServer(opts: ServerOptions): QwenlongServer {
     const text = new TextStream(tokenizer, s.stop);
     const stopSequence = new AbortController();
     let stopped = false, completionTokens = 0;
+    let failure: unknown;
     const r = await engine.submit(ids, {
       maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, topK: s.topK, seed: s.seed, stopIds,
       signal: AbortSignal.any([signal, stopSequence.signal]),
@@ -296,15 +297,22 @@ export function createServer(opts: ServerOptions): QwenlongServer {
         if (stopped) return;
         completionTokens++;
         if (stopSet.has(token)) return;
-        const step = text.push(token);
-        if (step.delta) onDelta?.(step.delta);
-        if (step.stopped) {
-          stopped = true;
-          stopSequence.abort();
+        try {
+          const step = text.push(token);
+          if (step.delta) onDelta?.(step.delta);
+          if (step.stopped) {
+            stopped = true;
+            stopSequence.abort();
+          }
+        } catch (e) {
+          // decoding failed (e.g. a token the tokenizer does not know): end the request with the error
+          failure = e;
+          throw e;
         }
       },
     });
-    if (r.finishReason === 'abort' && !stopped) return undefined;
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
+    if (r.finishReason === 'abort' && !stopped && signal.aborted) return undefined;
     if (!stopped) {
       const tail = text.end();
       if (tail) onDelta?.(tail);

@@ -140,6 +140,7 @@ export class LlmClient {
       res = await fetch(this.endpoint, { method: 'POST', headers, body: JSON.stringify(body), signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.opts.timeoutMs ?? 60_000)]) : AbortSignal.timeout(this.opts.timeoutMs ?? 60_000) });
     } catch (e) {
       const err = e as Error;
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : err; // the caller's abort: no retry
       throw new RetryableError(err.name === 'TimeoutError' ? `timed out after ${this.opts.timeoutMs ?? 60_000} ms` : `request failed (${err.message})`);
     }
     let text: string;
