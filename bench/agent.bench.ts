@@ -15,6 +15,9 @@ import { readFiles } from '../src/agent/chunks.js';
 import { MemoryAgent } from '../src/agent/memory_agent.js';
 import { lengthBuckets, memoryModelConfig, memoryTokenizer, memoryWorld, memoryWorldItems, memoryWorldText, TINY_MEMORY } from '../src/agent/tiny_memory.js';
 import { growVocabulary } from '../src/agent/train_memory.js';
+import { mergeSce } from '../src/model/merge.js';
+import { runTinyRecipe } from '../src/rl/recipe.js';
+import { tinyHeldOut } from '../src/rl/tiny.js';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
 import { machine, machineLine } from '../src/bench/runner.js';
 import { tinyCheckpoint } from '../src/cli/train.js';
@@ -126,6 +129,34 @@ const suite: BenchSuite = {
         model.dispose();
         ctx.log(`${arm}: macro ${r.macro.toFixed(3)}, ${(r.chunks / r.seconds).toFixed(1)} chunks/s`);
         table.push({ arm, byLength: r.byLength, macro: r.macro, chunksPerS: r.chunks / r.seconds });
+      }
+      // fusion as the paper does it: SCE of the memory-RL expert and a single-pass RL model over their common base
+      if (!ctx.quick && existsSync(join(rl, 'config.json'))) {
+        const V = memoryModelConfig().vocabSize;
+        let spFinal = join('bench', 'results', 'recipe-runs', 'aepo-preset-preset-seed0', 'final');
+        let tmp: string | undefined;
+        if (!existsSync(join(spFinal, 'config.json'))) {
+          tmp = mkdtempSync(join(tmpdir(), 'qwenlong-sp-'));
+          ctx.log('fusion: running the tiny single-pass recipe (aepo, seed 0) for the single-pass RL model');
+          await runTinyRecipe({ runDir: tmp, checkpoint: tinyCheckpoint(), overrides: { algo: 'aepo', seed: 0 }, heldOut: 50 });
+          spFinal = join(tmp, 'final');
+        }
+        const base = growVocabulary(readHfFolder(tinyCheckpoint()), V);
+        const spHost = growVocabulary(readHfFolder(spFinal), V);
+        const fusedHost = mergeSce(base, [readHfFolder(rl), spHost]);
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+        const held = tinyHeldOut(100);
+        for (const [arm, host] of [['single-pass RL model (tiny preset, aepo)', spHost], ['fused: SCE(memory RL, single-pass RL)', fusedHost]] as const) {
+          const model = CausalLM.fromHost(host, { device: 'cpu' });
+          const single = evaluate(model, memoryTokenizer(), held, { maxTokens: TINY_MEMORY.answerTokens }).macro;
+          const backend = new LocalBackend(model, memoryTokenizer());
+          const agent = new MemoryAgent({ backend, ...TINY_MEMORY, prompts: 'plain' });
+          const r = await evaluateMemory(agent, items, { concurrency: 64, buckets });
+          backend.close();
+          model.dispose();
+          ctx.log(`${arm}: memory macro ${r.macro.toFixed(3)}, single-pass held-out ${single.toFixed(3)}`);
+          table.push({ arm: `${arm} (single-pass held-out, 100/task: ${single.toFixed(3)})`, byLength: r.byLength, macro: r.macro, chunksPerS: r.chunks / r.seconds });
+        }
       }
       const cols = buckets.map((b) => `≤${b}`);
       md.push('## Tiny-world questions in long documents', '', `Documents of ${lengths.map((l) => `${l / 1000}K`).join(' / ')} tokens (${items.length / lengths.length} questions each: the four tasks equally), the evidence scattered through consistent filler facts. Greedy; scores by the recipe's rewards (exact match, list F1). Memory agent: ${TINY_MEMORY.chunkTokens}-token chunks, ${TINY_MEMORY.memoryTokens}-token memories.`, '', `| arm | ${lengths.map((l) => `${l / 1000}K`).join(' | ')} | all | chunks/s |`, `|---|${lengths.map(() => '---|').join('')}---|---|`);
