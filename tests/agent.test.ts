@@ -292,7 +292,7 @@ describe('qwenlong agent on a long input', () => {
       await write(join(dir, 'all.txt'), total);
       await write(join(dir, 'quarter.txt'), total / 4);
       const run = (file: string) => {
-        const r = spawnSync(process.execPath, ['dist/src/cli/main.js', 'agent', '--doc', file, '--question', 'where is the map ?', '--model', join(dir, 'model'), '--chunk-tokens', '512', '--memory-tokens', '4', '--answer-tokens', '4', '--json'], { encoding: 'utf8' });
+        const r = spawnSync(process.execPath, ['dist/src/cli/main.js', 'agent', '--doc', file, '--question', 'where is the map ?', '--model', join(dir, 'model'), '--chunk-tokens', '1024', '--memory-tokens', '8', '--answer-tokens', '4', '--json'], { encoding: 'utf8' });
         expect(r.status, r.stderr).toBe(0);
         return JSON.parse(r.stdout) as { chunks: number; tokensRead: number; peakRssMB: number };
       };
