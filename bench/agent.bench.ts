@@ -7,13 +7,13 @@
  * memory models) are skipped with a message.
  */
 import { spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalBackend } from '../src/agent/backend.js';
 import { readFiles } from '../src/agent/chunks.js';
 import { MemoryAgent } from '../src/agent/memory_agent.js';
-import { lengthBuckets, memoryModelConfig, memoryTokenizer, memoryWorld, memoryWorldItems, memoryWorldText, TINY_MEMORY } from '../src/agent/tiny_memory.js';
+import { lengthBuckets, memoryModelConfig, memoryTokenizer, memoryWorld, memoryWorldItems, TINY_MEMORY, writeMemoryWorld } from '../src/agent/tiny_memory.js';
 import { growVocabulary } from '../src/agent/train_memory.js';
 import { mergeSce } from '../src/model/merge.js';
 import { runTinyRecipe } from '../src/rl/recipe.js';
@@ -82,11 +82,7 @@ const suite: BenchSuite = {
         await m.save(join(dir, 'model'));
         m.dispose();
         tok.save(join(dir, 'model', 'words.json'));
-        const write = async (file: string, tokens: number) => {
-          const out = createWriteStream(file);
-          for (const piece of memoryWorldText(memoryWorld(new Random(1), 'locate', tokens))) if (!out.write(piece)) await new Promise<void>((r) => out.once('drain', () => r()));
-          await new Promise<void>((r) => out.end(() => r()));
-        };
+        const write = (file: string, tokens: number) => writeMemoryWorld(file, memoryWorld(new Random(1), 'locate', tokens));
         const rows: string[] = [];
         for (const [label, tokens] of [['a quarter', total / 4], ['all', total]] as const) {
           const file = join(dir, `${tokens}.txt`);

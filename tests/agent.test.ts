@@ -3,13 +3,13 @@
 // oracle traces, trajectory-level RL rows, and the CLI on a long input in bounded memory.
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   CausalLM, LocalBackend, MemoryAgent, OpenAIBackend, PLAIN_MEMORY_PROMPTS, WordTokenizer, chunkText, initWeights, memoryModelConfig,
-  memoryTokenizer, memoryWorld, memoryWorldText, oracleTrace, type AgentBackend, type BackendCall, type ModelConfig,
+  memoryTokenizer, memoryWorld, memoryWorldText, oracleTrace, writeMemoryWorld, type AgentBackend, type BackendCall, type ModelConfig,
 } from '../src/index.js';
 import { memoryRows } from '../src/agent/train_memory.js';
 import { Random } from '../src/rl/random.js';
@@ -284,11 +284,7 @@ describe('qwenlong agent on a long input', () => {
       model.dispose();
       tok.save(join(dir, 'model', 'words.json'));
       const total = 4_000_000;
-      const write = async (file: string, tokens: number) => {
-        const out = createWriteStream(file);
-        for (const piece of memoryWorldText(memoryWorld(new Random(1), 'locate', tokens))) if (!out.write(piece)) await new Promise<void>((r) => out.once('drain', () => r()));
-        await new Promise<void>((r) => out.end(() => r()));
-      };
+      const write = (file: string, tokens: number) => writeMemoryWorld(file, memoryWorld(new Random(1), 'locate', tokens));
       await write(join(dir, 'all.txt'), total);
       await write(join(dir, 'quarter.txt'), total / 4);
       const run = (file: string) => {

@@ -6,7 +6,8 @@
 import type { CausalLM } from '../model/model.js';
 import { Engine, type EngineOptions } from '../model/engine.js';
 import { LlmClient } from '../synth/llm.js';
-import type { TextTokenizer } from '../tokenizer/hf.js';
+import { HfTokenizer, type TextTokenizer } from '../tokenizer/hf.js';
+import { WordTokenizer } from '../tokenizer/word.js';
 
 export interface BackendCall {
   /** The part of the prompt every call of one question shares (instructions, question). */
@@ -35,6 +36,11 @@ export interface AgentBackend {
   /** Ends work for one question: drops the shared prefix it kept. */
   done?(prefix: string): void;
   close?(): void;
+}
+
+/** Whether a tokenizer ships its own chat template (then chat prompts suit its model; else the plain ones). */
+export function hasOwnChatTemplate(tokenizer: TextTokenizer): boolean {
+  return tokenizer instanceof HfTokenizer && tokenizer.hasChatTemplate;
 }
 
 export interface LocalBackendOptions extends EngineOptions {
@@ -139,7 +145,7 @@ export class OpenAIBackend implements AgentBackend {
 
   countTokens(text: string): number {
     if (this.#tokenizer) return this.#tokenizer.encode(text).length;
-    return text.match(/[\p{L}\p{N}_'-]+|[^\s\p{L}\p{N}_'-]/gu)?.length ?? 0;
+    return WordTokenizer.split(text).length;
   }
 
   async complete(call: BackendCall): Promise<BackendReply> {

@@ -4,6 +4,9 @@
  * answer rests on placed first hop first. Because the world knows its evidence, the ideal memory after every chunk
  * can be written (the evidence read so far): the oracle traces memory-agent SFT learns from.
  */
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ModelConfig } from '../model/config.js';
 import type { RecipeItem } from '../rl/data.js';
 import { Random } from '../rl/random.js';
@@ -79,6 +82,11 @@ export function* memoryWorldText(w: MemoryWorld): Generator<string> {
     }
   }
   if (piece) yield piece;
+}
+
+/** Streams the document to a file (UTF-8), never whole in memory. */
+export async function writeMemoryWorld(file: string, w: MemoryWorld): Promise<void> {
+  await pipeline(Readable.from(memoryWorldText(w)), createWriteStream(file));
 }
 
 /**

@@ -82,7 +82,8 @@ export async function sftMemory(o: MemorySftOptions): Promise<{ steps: number; n
     const steps = o.steps ?? 600;
     const started = performance.now();
     let nll = NaN;
-    // runSft takes batches synchronously: fill a pool ahead of each step
+    // runSft takes batches synchronously and oracle traces are async: every step's examples are drawn before training,
+    // 20 steps' worth per draw (the draw boundaries are part of the seeded data the packaged model was trained on)
     for (let s = 0; s < steps; s += 20) {
       pool.push(...(await oracleExamples(rng, batch * Math.min(20, steps - s))));
     }

@@ -2,12 +2,11 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { LocalBackend, OpenAIBackend, type AgentBackend } from '../agent/backend.js';
+import { hasOwnChatTemplate, LocalBackend, OpenAIBackend, type AgentBackend } from '../agent/backend.js';
 import { readFiles } from '../agent/chunks.js';
 import { MemoryAgent } from '../agent/memory_agent.js';
 import { loadModel } from '../model/index.js';
 import { parseDevice } from '../native/device.js';
-import { HfTokenizer } from '../tokenizer/hf.js';
 import { tokenizerFor } from './train.js';
 
 function int(name: string, lo: number) {
@@ -88,7 +87,7 @@ export function registerAgentCommand(program: Command): void {
         if (!existsSync(o.model)) throw new Error(`--model: no model at ${o.model}`);
         const tokenizer = tokenizerFor(o.model, o.tokenizer);
         const { model } = loadModel(o.model, { device: o.device === undefined ? undefined : parseDevice(o.device, '--device') });
-        chat = tokenizer instanceof HfTokenizer && tokenizer.hasChatTemplate;
+        chat = hasOwnChatTemplate(tokenizer);
         const local = new LocalBackend(model, tokenizer, { chat: (o.prompts ?? (chat ? 'chat' : 'plain')) === 'chat' && chat });
         backend = local;
         dispose = () => {

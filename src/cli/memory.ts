@@ -1,7 +1,7 @@
 /** The memory agent's training and evaluation from the command line (`train --agent memory`, `eval --mode memory`). */
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LocalBackend } from '../agent/backend.js';
+import { hasOwnChatTemplate, LocalBackend } from '../agent/backend.js';
 import { MemoryAgent } from '../agent/memory_agent.js';
 import { lengthBuckets, memoryTokenizer, memoryWorldItems, TINY_MEMORY } from '../agent/tiny_memory.js';
 import { trainMemoryRl } from '../agent/train_memory.js';
@@ -9,7 +9,6 @@ import { evaluateMemory } from '../eval/memory.js';
 import { loadModel } from '../model/index.js';
 import { parseDevice } from '../native/device.js';
 import { readItems } from '../rl/data.js';
-import { HfTokenizer } from '../tokenizer/hf.js';
 import { scoreLine, tokenizerFor, type EvalCli, type TrainCli } from './train.js';
 
 export async function trainMemoryCli(o: TrainCli): Promise<void> {
@@ -48,7 +47,7 @@ export async function evalMemoryCli(o: EvalCli): Promise<void> {
   const items = o.data ? readItems(o.data) : memoryWorldItems(4242, lengths, o.perTask);
   const tiny = o.preset === 'tiny-memory';
   const tokenizer = tiny && !o.tokenizer ? memoryTokenizer() : tokenizerFor(o.model, o.tokenizer);
-  const chat = tokenizer instanceof HfTokenizer && tokenizer.hasChatTemplate;
+  const chat = hasOwnChatTemplate(tokenizer);
   const prompts = o.prompts ?? (chat ? 'chat' : 'plain');
   const { model } = loadModel(o.model, { device: o.device === undefined ? undefined : parseDevice(o.device, '--device') });
   const backend = new LocalBackend(model, tokenizer, { chat: prompts === 'chat' && chat });

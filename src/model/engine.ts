@@ -6,7 +6,7 @@
  */
 import { PagedKVCache, type PagedKVCacheStats } from '../ops/kv_cache.js';
 import { Random } from '../rl/random.js';
-import { CausalLM, defaultStopIds, sample } from './model.js';
+import { CausalLM, checkSampling, defaultStopIds, sample, type GenerateOptions } from './model.js';
 
 export interface EngineOptions {
   /** Cache blocks (default: room for `maxRunning` sequences of the model's full length, at most 1 GiB of K and V). */
@@ -19,16 +19,7 @@ export interface EngineOptions {
   maxRunning?: number;
 }
 
-export interface SubmitOptions {
-  /** New tokens at most (default 256; never past the model's maxSeqLen). */
-  maxTokens?: number;
-  /** 0 is argmax (default 1). */
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  seed?: number;
-  /** Token ids that end the request (default the model's). */
-  stopIds?: readonly number[];
+export interface SubmitOptions extends Omit<GenerateOptions, 'blockSize'> {
   /** Called with each new token as it is sampled. */
   onToken?: (token: number, logprob: number) => void;
   /** Aborting ends the request at the next step with finishReason 'abort' (its blocks go back to the pool). */
@@ -61,7 +52,6 @@ interface Request {
   prompt: number[];
   seq: number;
   fed: number;
-  cached: number;
   limit: number;
   worst: number;
   grown: number;
@@ -164,19 +154,14 @@ export class Engine {
     try {
       this.#check('submit', prompt, 'prompt');
       const c = this.model.config;
-      const maxTokens = options.maxTokens ?? 256;
-      const temperature = options.temperature ?? 1, topP = options.topP ?? 1, topK = options.topK ?? 0;
-      if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`Engine.submit: 'maxTokens' must be a positive integer, not ${String(options.maxTokens)}`);
-      if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`Engine.submit: 'temperature' must be a finite number >= 0, not ${String(temperature)}`);
-      if (!(topP > 0 && topP <= 1)) throw new RangeError(`Engine.submit: 'topP' must be in (0, 1], not ${String(topP)}`);
-      if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`Engine.submit: 'topK' must be a non-negative integer, not ${String(topK)}`);
+      const { maxTokens, temperature, topP, topK } = checkSampling('Engine.submit', options, 1);
       if (prompt.length >= c.maxSeqLen) throw new RangeError(`Engine.submit: the prompt has ${prompt.length} tokens, the model takes ${c.maxSeqLen} in all`);
       const limit = Math.min(maxTokens, c.maxSeqLen - prompt.length);
       const worstAlone = Math.ceil((prompt.length + limit) / this.cache.blockSize);
       if (worstAlone > this.cache.numBlocks) throw new RangeError(`Engine.submit: the request needs up to ${worstAlone} cache blocks, the cache has ${this.cache.numBlocks}`);
       return new Promise<EngineResult>((resolve, reject) => {
         const r: Request = {
-          prompt: [...prompt], seq: -1, fed: 0, cached: 0, limit, worst: 0, grown: 0, next: undefined, temperature, topP, topK,
+          prompt: [...prompt], seq: -1, fed: 0, limit, worst: 0, grown: 0, next: undefined, temperature, topP, topK,
           rng: new Random(options.seed ?? 0x9e3779b9 + this.#seeds++), stop: new Set(options.stopIds ?? defaultStopIds(c)),
           result: { tokens: [], logprobs: [], entropies: [], finishReason: 'length', cachedTokens: 0, promptTokens: prompt.length },
           options, resolve, reject,
@@ -187,12 +172,6 @@ export class Engine {
     } catch (e) {
       return Promise.reject(e as Error);
     }
-  }
-
-  /** Every prompt at once (they batch); results in order. */
-  generate(prompts: readonly (readonly number[])[], options: SubmitOptions = {}): Promise<EngineResult[]> {
-    const seed = options.seed ?? 0;
-    return Promise.all(prompts.map((p, i) => this.submit(p, { ...options, seed: seed * 1000003 + i })));
   }
 
   stats(): EngineStats {
@@ -238,7 +217,7 @@ export class Engine {
         return; // waits for running requests to finish
       }
       this.#waiting.shift();
-      Object.assign(r, { seq, fed: share, cached: share, worst, grown: 0 });
+      Object.assign(r, { seq, fed: share, worst, grown: 0 });
       r.result.cachedTokens = share;
       this.#stats.cachedTokens += share;
       this.#running.push(r);

@@ -39,6 +39,16 @@ export interface Generation {
 
 type Weights = Map<string, Tensor>;
 
+/** The sampling options checked (defaults filled), naming the calling op; `minTokens` is maxTokens' least value. */
+export function checkSampling(op: string, o: GenerateOptions, minTokens: number): { maxTokens: number; temperature: number; topP: number; topK: number } {
+  const maxTokens = o.maxTokens ?? 256, temperature = o.temperature ?? 1, topP = o.topP ?? 1, topK = o.topK ?? 0;
+  if (!Number.isInteger(maxTokens) || maxTokens < minTokens) throw new RangeError(`${op}: 'maxTokens' must be an integer >= ${minTokens}, not ${String(o.maxTokens)}`);
+  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`${op}: 'temperature' must be a finite number >= 0, not ${String(temperature)}`);
+  if (!(topP > 0 && topP <= 1)) throw new RangeError(`${op}: 'topP' must be in (0, 1], not ${String(topP)}`);
+  if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`${op}: 'topK' must be a non-negative integer, not ${String(topK)}`);
+  return { maxTokens, temperature, topP, topK };
+}
+
 /** The ids that end a generation by default: the model's EOS ids, and BOS for llama2.c models (as run.c stops). */
 export function defaultStopIds(c: ModelConfig): number[] {
   return [...(c.eosIds ?? []), ...(c.architecture === 'llama' && c.bosId !== undefined ? [c.bosId] : [])];
@@ -372,13 +382,7 @@ export class CausalLM {
   generate(prompts: readonly (readonly number[])[], options: GenerateOptions = {}): Generation[] {
     const c = this.config;
     if (!Array.isArray(prompts) || prompts.length === 0) throw new TypeError('CausalLM.generate: prompts must be a non-empty array of token arrays');
-    const maxTokens = options.maxTokens ?? 256;
-    const temperature = options.temperature ?? 1;
-    const topP = options.topP ?? 1, topK = options.topK ?? 0;
-    if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError('CausalLM.generate: maxTokens must be a non-negative integer');
-    if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError('CausalLM.generate: temperature must be a finite number >= 0');
-    if (!(topP > 0 && topP <= 1)) throw new RangeError('CausalLM.generate: topP must be in (0, 1]');
-    if (!Number.isInteger(topK) || topK < 0) throw new RangeError('CausalLM.generate: topK must be a non-negative integer');
+    const { maxTokens, temperature, topP, topK } = checkSampling('CausalLM.generate', options, 0);
     const stop = new Set(options.stopIds ?? defaultStopIds(c));
     const rng = new Random(options.seed ?? 0);
     const B = prompts.length;
@@ -438,7 +442,6 @@ export class CausalLM {
     }
     const lens = tokens.map((t, i) => {
       if (!(t instanceof Int32Array) || t.length === 0) throw new TypeError(`CausalLM.extend: tokens[${i}] must be a non-empty Int32Array`);
-      for (const id of t) if (!(id >= 0 && id < c.vocabSize)) throw new RangeError(`CausalLM.extend: tokens[${i}] holds ${id}, outside the vocabulary [0, ${c.vocabSize})`);
       if (cache.length(ids[i]!) + t.length > c.maxSeqLen) throw new RangeError(`CausalLM.extend: sequence ${ids[i]} would reach ${cache.length(ids[i]!) + t.length} tokens, the model takes ${c.maxSeqLen}`);
       return t.length;
     });
@@ -459,12 +462,12 @@ export class CausalLM {
       const start = cache.length(id);
       for (let t = 0; t < lens[i]!; t++) pos[cu[i]! + t] = start + t;
       last[i] = cu[i + 1]! - 1;
-      cache.reserve(id, lens[i]!);
     });
+    let x = this.#embed(all); // checks every id before the cache is touched
     const positions = Tensor.from(pos, [T], { dtype: 'i32', device: this.device });
     const lastRows = Tensor.from(last, [ids.length], { dtype: 'i32', device: this.device });
-    let x = this.#embed(all);
     try {
+      ids.forEach((id, i) => cache.reserve(id, lens[i]!));
       for (let l = 0; l < c.layers; l++) {
         const next = this.#layer(l, x, positions, (q, k, v) => {
           cache.write(ids, l, k, v);
