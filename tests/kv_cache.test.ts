@@ -148,6 +148,9 @@ describe('ops.pagedAttention against ops.attention and float64', () => {
   it('bf16 and f16 caches: f32 math within the rule on the rounded inputs', async () => {
     await check({ lensK: [300, 5, 64], lensQ: [1, 2, 1], hq: 6, hkv: 2, d: 64, bs: 16, dtype: 'bf16', seed: 10, split: 128 });
     await check({ lensK: [77, 130], lensQ: [4, 1], hq: 8, hkv: 1, d: 128, bs: 8, dtype: 'f16', seed: 11 });
+    // Head dims 8 mod 16: whole 16-element groups in the kernels' lane order plus a last group of 8.
+    await check({ lensK: [150, 33], lensQ: [1, 3], hq: 4, hkv: 2, d: 24, bs: 16, dtype: 'bf16', seed: 13 });
+    await check({ lensK: [90], lensQ: [2], hq: 6, hkv: 3, d: 40, bs: 8, dtype: 'f16', seed: 14, split: 32 });
   });
 
   it.runIf(!!process.env.QWENLONG_TEST_LONG)('40,000 cached tokens, decode and a 64-token chunk', async () => {

@@ -11,12 +11,14 @@
 //   query i (0-based in its sequence) sees key j when !causal or j <= i + len_k - len_q (bottom-right aligned);
 //   out_i = softmax_j(scale * q_i . k_j) v_j; a row that sees no key gives 0.
 // Algorithm (both backends, same partitioning and merge): the keys of a sequence are cut into partitions of
-// split_size tokens (a multiple of block_size). Work item (sequence, kv head, partition, query tile) takes every
-// query head of the kv head's group, so each K/V block is read once per kv head. Inside an item, key blocks in
-// increasing order, online softmax in the log2 domain: s = scale*log2(e) * q.k; m' = max(m, max s);
-// p = exp2(s - m'); l = l*exp2(m - m') + sum p; acc = acc*exp2(m - m') + p v. One partition: out = acc / l.
-// Several: each writes (m, l, acc) to the workspace, and a second pass merges partitions in increasing order:
-// M = max m_s; out = sum_s exp2(m_s - M) acc_s / sum_s exp2(m_s - M) l_s.
+// split_size tokens (a multiple of block_size). A work item takes a sequence, a partition, a query tile and one kv
+// head (CUDA) or a group of kv heads (CPU: all of a decode step's, so that one block's K of every head, a contiguous
+// run of the pool, is read in one go), with every query head of each kv head's group, so each K/V block is read once
+// per kv head. Inside an item, keys in increasing order, in tiles (whole blocks), online softmax in the log2 domain
+// once per tile and row: s = scale*log2(e) * q.k; m' = max(m, max s); p = exp2(s - m'); l = l*exp2(m - m') + sum p;
+// acc = acc*exp2(m - m') + p v. One partition: out = acc / l. Several: each writes (m, l, acc) to the workspace, and
+// a second pass merges partitions in increasing order: M = max m_s; out = sum_s exp2(m_s - M) acc_s / sum_s
+// exp2(m_s - M) l_s. The tile only changes where rounding happens, never the result beyond it.
 #pragma once
 #include <cstdint>
 

@@ -385,7 +385,11 @@ export function pagedAttention(q: Tensor, cache: PagedKVCache, layer: number, se
   if (opts.splitSize === undefined) {
     let maxQ = 0;
     for (let b = 0; b < B; b++) maxQ = Math.max(maxQ, (cu[b + 1] ?? 0) - (cu[b] ?? 0));
-    split = defaultSplitSize(B * cache.kvHeads * Math.max(1, Math.ceil(maxQ / 16)), maxContext, cache.blockSize, cache.device);
+    // Work items per sequence and query tile of 16: one per kv head on CUDA; on the CPU one per group of kv heads
+    // holding up to 64 query rows (every head of a decode step in one item).
+    const headsQ = q.shape[1]!;
+    const perTile = cache.device === 'cuda' ? cache.kvHeads : Math.min(cache.kvHeads, Math.ceil((Math.min(16, Math.max(1, maxQ)) * headsQ) / 64));
+    split = defaultSplitSize(B * perTile * Math.max(1, Math.ceil(maxQ / 16)), maxContext, cache.blockSize, cache.device);
   } else {
     split = checkFinite(op, 'splitSize', opts.splitSize);
   }
