@@ -3,17 +3,42 @@
  * of a 4-layer, d = 256, 8-head model at 4 x 1024 tokens beside the same step in eager PyTorch (same run, same
  * threads); and stories260K (llama2.c) generation tokens/s, greedy batch 1 (as run.c) and sampled batch 16, through
  * the paged KV cache (skipped, with a line saying so, where the shared models folder is absent).
+ * With a CUDA device: a Qwen3-0.6B-shaped model with random weights in bf16 (f32 master weights in AdamW): training
+ * tokens/s and MFU (model FLOPs per token 6 N + 6 L T d_attn for causal attention, over the card's dense bf16 peak),
+ * and decode tokens/s through the paged KV cache.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { info } from '../src/native/runtime.js';
+import { info, synchronize } from '../src/native/runtime.js';
 import { AdamW, CausalLM, loadModel } from '../src/model/index.js';
 import type { ModelConfig } from '../src/model/config.js';
+import { expectedShapes } from '../src/model/hf.js';
 import * as ops from '../src/ops/index.js';
 import { torchBench } from '../src/bench/torch.js';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
 import { seededFloats } from '../src/bench/random.js';
 
+
+/**
+ * One training step on random tokens: forward, next-token loss through ops.policyLoss (advantage 1, token-mean),
+ * backward, AdamW; the step returns once the device is done.
+ */
+function trainStepOf(model: CausalLM, opt: AdamW, B: number, T: number): () => void {
+  const V = model.config.vocabSize;
+  const ids = Int32Array.from(seededFloats(B * T, 99, 1), (x) => Math.min(V - 1, Math.floor((x + 1) * 0.5 * V)));
+  const targets = Int32Array.from(seededFloats(B * T, 98, 1), (x) => Math.min(V - 1, Math.floor((x + 1) * 0.5 * V)));
+  const cu = Array.from({ length: B + 1 }, (_, b) => b * T);
+  const ones = new Float32Array(B * T).fill(1);
+  return () => {
+    model.zeroGrad();
+    const hidden = model.forward(ids, { cuSeqlens: cu, train: true, returnHidden: true });
+    const r = ops.policyLoss({ hidden, weight: model.lmHead, targets, advantages: ones, cuSeqlens: [0, B * T], aggregation: 'token-mean' });
+    model.backward(r.dHidden!, r.dWeight!);
+    opt.update(model.gradients());
+    for (const t of [hidden, r.loss, r.nll, r.logp, r.entropy, r.dHidden!, r.dWeight!]) t.dispose();
+    if (model.device === 'cuda') synchronize();
+  };
+}
 
 async function trainStep(ctx: Parameters<BenchSuite['run']>[0], threads: number): Promise<BenchRecord> {
   const [B, T] = ctx.quick ? [2, 256] : [4, 1024];
@@ -36,19 +61,7 @@ async function trainStep(ctx: Parameters<BenchSuite['run']>[0], threads: number)
   }
   const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu' });
   const opt = new AdamW(model.parameters(), { lr: 1e-4 });
-  const ids = Int32Array.from(seededFloats(B * T, 99, 1), (x) => Math.floor((x + 1) * 1023.99));
-  const targets = Int32Array.from(seededFloats(B * T, 98, 1), (x) => Math.floor((x + 1) * 1023.99));
-  const cu = Array.from({ length: B + 1 }, (_, b) => b * T);
-  const ones = new Float32Array(B * T).fill(1);
-  const step = () => {
-    model.zeroGrad();
-    const hidden = model.forward(ids, { cuSeqlens: cu, train: true, returnHidden: true });
-    const r = ops.policyLoss({ hidden, weight: model.lmHead, targets, advantages: ones, cuSeqlens: [0, B * T], aggregation: 'token-mean' });
-    model.backward(r.dHidden!, r.dWeight!);
-    opt.update(model.gradients());
-    for (const t of [hidden, r.loss, r.nll, r.logp, r.entropy, r.dHidden!, r.dWeight!]) t.dispose();
-  };
-  const r = await ctx.time(step, { warmup: 1, minSamples: 3, minTimeMs: 0 });
+  const r = await ctx.time(trainStepOf(model, opt, B, T), { warmup: 1, minSamples: 3, minTimeMs: 0 });
   opt.dispose();
   model.dispose();
   const figures: Record<string, number | string> = { 'tokens/s': (B * T) / (r.medianMs / 1000) };
@@ -62,6 +75,67 @@ async function trainStep(ctx: Parameters<BenchSuite['run']>[0], threads: number)
   return { suite: 'model', case: `train step 4 layers d=256 8 heads, ${B}x${T} tokens, f32 (${threads} threads)`, medianMs: r.medianMs, samples: r.samples, figures };
 }
 
+/** Dense bf16 tensor-core peak (no sparsity) of the cards we know, from the vendors' data sheets. */
+function bf16Peak(name: string): number | undefined {
+  if (/H100.*PCIe/i.test(name)) return 756e12;
+  if (/H100|H200|GH200/i.test(name)) return 989.4e12;
+  if (/A100/i.test(name)) return 312e12;
+  if (/L40S/i.test(name)) return 362e12;
+  return undefined;
+}
+
+/** Qwen3-0.6B's shape (28 layers, d 1024, 16 q heads / 8 kv heads of 128, SwiGLU 3072, vocab 151,936, tied head). */
+const QWEN3_06B: ModelConfig = {
+  architecture: 'qwen3', vocabSize: 151936, dim: 1024, hiddenDim: 3072, layers: 28, heads: 16, kvHeads: 8, headDim: 128, maxSeqLen: 40960,
+  ropeTheta: 1e6, ropeConvention: 'half', rmsEps: 1e-6, tiedEmbeddings: true, qkNorm: true, qkvBias: false,
+};
+
+async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0]): Promise<BenchRecord[]> {
+  const card = info().cuda.devices[0]!;
+  const config: ModelConfig = ctx.quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  let seed = 1, params = 0;
+  for (const [name, shape] of expectedShapes(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    params += n;
+    tensors.set(name, { shape, data: name.endsWith('norm.weight') ? new Float32Array(n).fill(1) : seededFloats(n, seed++, 0.035) });
+  }
+  const model = CausalLM.fromHost({ config, tensors }, { device: 'cuda', dtype: 'bf16' });
+  tensors.clear();
+  const records: BenchRecord[] = [];
+  const name = `Qwen3-0.6B-shaped${ctx.quick ? ' (4 layers)' : ''}`;
+  {
+    const [B, T] = ctx.quick ? [2, 512] : [4, 2048];
+    const opt = new AdamW(model.parameters(), { lr: 1e-5 });
+    const r = await ctx.time(trainStepOf(model, opt, B, T), { warmup: 1, minSamples: 3, minTimeMs: 0 });
+    opt.dispose();
+    const tokensPerSec = (B * T) / (r.medianMs / 1000);
+    // Matmul FLOPs: 6 per parameter per token (the tied embedding counts once, as the LM head); causal attention
+    // 12 L T d / 2 per token (QK^T and PV, forward and backward).
+    const flopsPerToken = 6 * params + 6 * config.layers * T * config.heads * config.headDim;
+    const peak = bf16Peak(card.name);
+    const figures: Record<string, number | string> = { 'tokens/s': tokensPerSec, 'TFLOP/s': (flopsPerToken * tokensPerSec) / 1e12 };
+    if (peak) figures.MFU = (flopsPerToken * tokensPerSec) / peak;
+    else figures.MFU = `unknown peak for ${card.name}`;
+    records.push({ suite: 'model', case: `${name} train step, ${B}x${T} tokens, bf16 + f32 master (${card.name})`, medianMs: r.medianMs, samples: r.samples, figures });
+  }
+  {
+    const [batch, tokens] = ctx.quick ? [4, 32] : [16, 128];
+    const prompt = Array.from({ length: 64 }, (_, i) => (i * 7919) % config.vocabSize);
+    const prompts = Array.from({ length: batch }, () => prompt);
+    const r = await ctx.time(() => { model.generate(prompts, { temperature: 1, maxTokens: tokens, stopIds: [], seed: 1 }); synchronize(); }, { warmup: 1, minSamples: 3, minTimeMs: 0 });
+    records.push({
+      suite: 'model',
+      case: `${name} generate batch ${batch} x ${tokens} tokens after a 64-token prompt, temperature 1, bf16 (${card.name})`,
+      medianMs: r.medianMs,
+      samples: r.samples,
+      figures: { 'tokens/s': (batch * tokens) / (r.medianMs / 1000), 'ms/step': r.medianMs / tokens },
+    });
+  }
+  model.dispose();
+  return records;
+}
+
 const dir = join(import.meta.dirname, '..', '..', '..', 'shared', 'models', 'stories260K');
 
 const suite: BenchSuite = {
@@ -70,6 +144,8 @@ const suite: BenchSuite = {
   async run(ctx) {
     const records: BenchRecord[] = [];
     records.push(await trainStep(ctx, info().cpu.threads));
+    if (info().cuda.devices.length > 0) records.push(...(await gpuRecords(ctx)));
+    else ctx.log('no CUDA device: the Qwen3-0.6B-shaped GPU cases are skipped');
     const modelDir = [dir, join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K')].find((d) => existsSync(join(d, 'model.bin')));
     if (!modelDir) {
       ctx.log('stories260K is absent (shared/models/stories260K): nothing to time');

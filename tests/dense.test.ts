@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 
 import { Tensor, ops } from '../src/index.js';
 import { bf16ToF32, f32ToBf16 } from '../src/native/half.js';
-import { firstBitDifference, forEachIsa, gpuRun, maxAbsError, randomArray, rng, withinRule } from './helpers.js';
+import { firstBitDifference, forEachIsa, gpuRun, maxAbsError, randomArray, rng, roundToHalfReference, withinRule } from './helpers.js';
 
 const f32 = Math.fround;
 const golden = JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', 'dense.json'), 'utf8')) as Record<string, Record<string, unknown>[]>;
@@ -380,11 +380,51 @@ describe('ops.gradNorm / ops.clipGrad', () => {
   });
 });
 
+describe('ops.cast', () => {
+  it('rounds to nearest even when narrowing (an independent reference), widens exactly, copies equal dtypes', async () => {
+    // Values across magnitudes, ties (a bf16 tie: 1 + 2^-8), f16 overflow and subnormals, signed zero, infinities.
+    const x = Float32Array.from([...randomArray(1000, 11).map((v, i) => v * 2 ** ((i % 40) - 20)), 1 + 2 ** -8, 1 + 3 * 2 ** -8, 70000, -70000, 3e-6, -0, Infinity, -Infinity, 1e-40]);
+    const xt = cpu(x, [x.length]);
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const y = ops.cast(xt, dtype);
+      expect(y.dtype).toBe(dtype);
+      expect(y.shape).toEqual([x.length]);
+      const got = await y.toFloat32Array();
+      for (let i = 0; i < x.length; i++) expect(Object.is(got[i], Math.fround(roundToHalfReference(x[i]!, dtype))), `${dtype} of ${x[i]}: ${got[i]}`).toBe(true);
+      const back = await ops.cast(y, 'f32').toFloat32Array();
+      expect(Array.from(back)).toEqual(Array.from(got));
+      const same = ops.cast(y, dtype);
+      expect(Array.from(await same.toFloat32Array())).toEqual(Array.from(got));
+      same.dispose();
+      y.dispose();
+    }
+    const out = Tensor.empty([x.length], { dtype: 'bf16', device: 'cpu' });
+    expect(ops.cast(xt, 'bf16', { out })).toBe(out);
+    expect(() => ops.cast(xt, 'f16', { out })).toThrow(/ops.cast: argument 'out' is bf16, expected f16/);
+    expect(() => ops.cast(xt, 'bf16', { out: Tensor.empty([3], { dtype: 'bf16', device: 'cpu' }) })).toThrow(/argument 'out' has shape \[3\]/);
+    expect(() => ops.cast(xt, 'i32' as 'f32')).toThrow(/argument 'dtype' must be 'f32', 'f16' or 'bf16'/);
+    expect(() => ops.cast(Tensor.from([1, 2], [2], { dtype: 'i32', device: 'cpu' }), 'f32')).toThrow(/ops.cast/);
+    out.dispose();
+    xt.dispose();
+  });
+});
+
 describe.runIf(gpuRun())('dense layers on CUDA against the CPU twins', () => {
   const both = (data: Float32Array, shape: number[], dtype: 'f32' | 'bf16' = 'f32') => {
     const c = cpu(data, shape, dtype);
     return [c, c.to('cuda')] as const;
   };
+  it('cast: every pair of float dtypes gives the CPU twin\'s bits', async () => {
+    const x = randomArray(100_003, 21).map((v, i) => v * 2 ** ((i % 30) - 15));
+    for (const from of ['f32', 'bf16', 'f16'] as const) {
+      const [xc, xg] = [cpu(x, [x.length], from), cpu(x, [x.length], from).to('cuda')];
+      for (const to of ['f32', 'bf16', 'f16'] as const) {
+        const a = await ops.cast(xc, to).toFloat32Array(), b = await ops.cast(xg, to).toFloat32Array();
+        expect(firstBitDifference(b, a), `${from} -> ${to}`).toBe(-1);
+      }
+    }
+  });
+
   it('rmsNorm, swiglu, rope, embedding, adamw, gradNorm', async () => {
     for (const dtype of ['f32', 'bf16'] as const) {
       const tol = dtype === 'f32' ? 2e-5 : 2e-2;

@@ -368,6 +368,9 @@ describe.runIf(gpuRun())('ops.pagedAttention on CUDA against the CPU twin', () =
       { lensK: [300, 64], lensQ: [40, 64], hq: 6, hkv: 2, d: 64, bs: 8, seed: 22, dtype: 'f16' },
       { lensK: [45, 90, 46], lensQ: [1, 3, 1], hq: 32, hkv: 1, d: 59, bs: 32, prefix: 45, seed: 23, dtype: 'bf16', split: 32 },
       { lensK: [2000], lensQ: [17], hq: 4, hkv: 4, d: 256, bs: 32, seed: 24, dtype: 'bf16', causal: false, split: 512 },
+      // Groups of 5 (rows of a tile left idle) and of 16 (two passes of rows over the same keys), a long prefill.
+      { lensK: [500, 20], lensQ: [100, 20], hq: 10, hkv: 2, d: 64, bs: 16, seed: 25, dtype: 'bf16' },
+      { lensK: [333, 1], lensQ: [2, 1], hq: 16, hkv: 1, d: 40, bs: 8, seed: 26, dtype: 'f16', split: 64 },
     ];
     for (const c of cases) {
       const cpu = build(c, 'cpu'), gpu = build(c, 'cuda');

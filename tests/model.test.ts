@@ -10,7 +10,7 @@ import { AdamW, CausalLM, Llama2cTokenizer, Tensor, gatherRows, loadModel, ops, 
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { parseSafetensors } from '../src/model/safetensors.js';
 import { sample } from '../src/model/model.js';
-import { gpuRun } from './helpers.js';
+import { gpuRun, roundToHalfReference } from './helpers.js';
 import { Random } from '../src/rl/random.js';
 
 const dir = join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K');
@@ -192,6 +192,27 @@ interface TinyGolden {
 
 const tinyGolden = (variant: string) => JSON.parse(readFileSync(join(import.meta.dirname, 'goldens', `tiny_${variant}.json`), 'utf8')) as TinyGolden;
 
+/**
+ * Next-token training on a tiny golden's two packed sequences (the policy loss with advantage 1, token-mean over all
+ * targets, as cross_entropy's mean): each step's loss, and the first step's gradients when asked.
+ */
+async function trainTiny(model: CausalLM, opt: AdamW, g: TinyGolden, steps: number, keepGrads = false) {
+  const T = g.ids.length, cuSeqlens = [0, g.lens[0]!, T];
+  const losses: number[] = [];
+  const grads = new Map<string, Float32Array>();
+  for (let step = 0; step < steps; step++) {
+    model.zeroGrad();
+    const hidden = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
+    const r = ops.policyLoss({ hidden, weight: model.lmHead, targets: g.targets, advantages: new Float32Array(T).fill(1), cuSeqlens: [0, T], aggregation: 'token-mean' });
+    losses.push(await r.nll.item());
+    model.backward(r.dHidden!, r.dWeight!);
+    if (keepGrads && step === 0) for (const [name, t] of model.gradients()) grads.set(name, await t.toFloat32Array());
+    opt.update(model.gradients());
+    for (const t of [hidden, r.loss, r.nll, r.logp, r.entropy, r.dHidden!, r.dWeight!]) t.dispose();
+  }
+  return { losses, grads };
+}
+
 describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward against PyTorch autograd (tiny random %s, two packed sequences)', (variant) => {
   it('logits and the gradient of every parameter match float64 autograd', async () => {
     const g = tinyGolden(variant);
@@ -240,18 +261,7 @@ describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward agains
     const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
     const model = CausalLM.fromHost({ config: g.config, tensors }, { device: 'cpu' });
     const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
-    const T = g.ids.length, cuSeqlens = [0, g.lens[0]!, T];
-    const losses: number[] = [];
-    for (let step = 0; step < 5; step++) {
-      model.zeroGrad();
-      const hidden = model.forward(g.ids, { cuSeqlens, train: true, returnHidden: true });
-      // one sequence for the loss: token-mean over all T targets, as cross_entropy's mean
-      const r = ops.policyLoss({ hidden, weight: model.lmHead, targets: g.targets, advantages: new Float32Array(T).fill(1), cuSeqlens: [0, T], aggregation: 'token-mean' });
-      losses.push(await r.nll.item());
-      model.backward(r.dHidden!, r.dWeight!);
-      opt.update(model.gradients());
-      for (const t of [hidden, r.loss, r.nll, r.logp, r.entropy, r.dHidden!, r.dWeight!]) t.dispose();
-    }
+    const { losses } = await trainTiny(model, opt, g, 5);
     for (let i = 0; i < 5; i++) expect(Math.abs(losses[i]! - g.adamLosses[i]!) / g.adamLosses[i]!, `step ${i}`).toBeLessThan(1e-4);
     const state = await opt.state();
     expect(state.step).toBe(5);
@@ -277,6 +287,82 @@ describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward agains
     opt.dispose();
     again.dispose();
     model.dispose();
+  });
+});
+
+describe('AdamW on half-precision parameters', () => {
+  it('keeps f32 master weights: the master follows the f32 update exactly, the parameter is its rounding', async () => {
+    const n = 257, lr = 1e-4, rng = new Random(7);
+    // Even elements near 1 (bf16 spacing 2^-7, far above a step of ~lr), odd ones near 0.01 (spacing 2^-14).
+    const init = Float32Array.from({ length: n }, (_, i) => roundToHalfReference((i % 2 ? 0.01 : 1) * (1 + rng.next()), 'bf16'));
+    const p = Tensor.from(init, [n], { dtype: 'bf16', device: 'cpu' });
+    const ref = Tensor.from(init, [n], { device: 'cpu' });
+    const [rm, rv] = [Tensor.zeros([n], { device: 'cpu' }), Tensor.zeros([n], { device: 'cpu' })];
+    const opt = new AdamW(new Map([['w', p]]), { lr, weightDecay: 0.01 });
+    for (let step = 1; step <= 5; step++) {
+      const g = Tensor.from(Float32Array.from({ length: n }, () => rng.next() - 0.5), [n], { device: 'cpu' });
+      opt.update(new Map([['w', g]]));
+      ops.adamw(ref, g, rm, rv, { lr, step, weightDecay: 0.01 });
+      g.dispose();
+    }
+    const state = await opt.state();
+    const master = state.master!.get('w')!, want = await ref.toFloat32Array(), got = await p.toFloat32Array();
+    expect(Array.from(master)).toEqual(Array.from(want));
+    // Near 1 the master has moved while its rounding has not (a bf16-only update would have lost those steps);
+    // near 0.01 the parameter itself has moved.
+    expect(master.some((x, i) => i % 2 === 0 && Math.abs(x - init[i]!) > 2e-4)).toBe(true);
+    expect(got.some((x, i) => i % 2 === 1 && x !== init[i])).toBe(true);
+    for (let i = 0; i < n; i++) expect(got[i]).toBe(roundToHalfReference(master[i]!, 'bf16'));
+    // The master travels with the state: another optimizer over another bf16 tensor takes it and rounds it in.
+    const q = Tensor.from(new Float32Array(n), [n], { dtype: 'bf16', device: 'cpu' });
+    const again = new AdamW(new Map([['w', q]]), { lr });
+    again.loadState(state);
+    expect(Array.from(await q.toFloat32Array())).toEqual(Array.from(got));
+    expect(Array.from((await again.state()).master!.get('w')!)).toEqual(Array.from(master));
+    expect(() => new AdamW(new Map([['ids', Tensor.from([1, 2], [2], { dtype: 'i32', device: 'cpu' })]]), { lr })).toThrow(/parameter ids is i32, not a float tensor/);
+    for (const t of [p, ref, rm, rv, q]) t.dispose();
+    opt.dispose();
+    again.dispose();
+  });
+});
+
+describe('training in bf16 with f32 master weights', () => {
+  it('a tiny Qwen3 trained in bf16 follows the f32 run: the policy loss\'s f32 dHidden is cast, AdamW keeps masters', async () => {
+    const g = tinyGolden('qwen3');
+    const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
+    const run = async (dtype: 'f32' | 'bf16') => {
+      const model = CausalLM.fromHost({ config: g.config, tensors }, { device: 'cpu', dtype });
+      const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+      const { losses } = await trainTiny(model, opt, g, 8);
+      opt.dispose();
+      model.dispose();
+      return losses;
+    };
+    const full = await run('f32'), half = await run('bf16');
+    expect(full[7]!).toBeLessThan(full[0]! * 0.8);
+    for (let i = 0; i < 8; i++) expect(Math.abs(half[i]! - full[i]!) / full[i]!, `step ${i}: ${half[i]} vs ${full[i]}`).toBeLessThan(2e-2);
+  });
+
+  it.runIf(gpuRun())('on CUDA: f32 gradients equal the CPU\'s, and bf16 training follows the CPU f32 run', async () => {
+    const g = tinyGolden('qwen3');
+    const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
+    const run = async (device: 'cpu' | 'cuda', dtype: 'f32' | 'bf16', steps: number) => {
+      const model = CausalLM.fromHost({ config: g.config, tensors }, { device, dtype });
+      const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+      const result = await trainTiny(model, opt, g, steps, true);
+      opt.dispose();
+      model.dispose();
+      return result;
+    };
+    const ref = await run('cpu', 'f32', 8), gpu = await run('cuda', 'f32', 1), half = await run('cuda', 'bf16', 8);
+    for (const [name, want] of ref.grads) {
+      const got = gpu.grads.get(name)!;
+      const scale = Math.max(1e-6, ...Array.from(want, Math.abs));
+      let err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
+      expect(err / scale, name).toBeLessThan(1e-3);
+    }
+    for (let i = 0; i < 8; i++) expect(Math.abs(half.losses[i]! - ref.losses[i]!) / ref.losses[i]!, `step ${i}`).toBeLessThan(3e-2);
   });
 });
 

@@ -296,7 +296,7 @@ export class CausalLM {
   /**
    * Backpropagates from the gradient of the last training forward's hidden states (T, dim) and, optionally, of the
    * LM head (V, dim) (from `ops.policyLoss`; a tied head's goes to the embedding), adding into gradients().
-   * Frees the activations.
+   * dHidden may be f32 for a bf16/f16 model (it is cast). Frees the activations.
    */
   backward(dHidden: Tensor, dLmHead?: Tensor): void {
     const a = this.#acts;
@@ -317,8 +317,9 @@ export class CausalLM {
         const head = c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
         ops.add(grad(head), dLmHead, { out: grad(head) });
       }
-      // final norm
-      let dx = ops.rmsNormBackward(dHidden, a.xFinal, this.#weight('model.norm.weight'), a.rrmsFinal, { dwOut: grad('model.norm.weight'), accumulate: true }).dx;
+      // final norm (the policy loss gives dHidden in f32: a half-precision model takes it in its own dtype)
+      const dh = dHidden.dtype === this.dtype ? dHidden : keep(ops.cast(dHidden, this.dtype));
+      let dx = ops.rmsNormBackward(dh, a.xFinal, this.#weight('model.norm.weight'), a.rrmsFinal, { dwOut: grad('model.norm.weight'), accumulate: true }).dx;
       const rope = { convention: c.ropeConvention, theta: c.ropeTheta, positions: a.positions };
       for (let l = c.layers - 1; l >= 0; l--) {
         const m = a.layers[l]!, p = `model.layers.${l}.`, act = (n: string) => m.get(n)!;

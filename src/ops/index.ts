@@ -1,5 +1,6 @@
 /** The typed op API: `import { ops } from 'qwenlong'`. Shapes and dtypes are checked here, once. */
 export { add, scale, type AddOptions, type ScaleOptions } from './add.js';
+export { cast, type CastOptions } from './cast.js';
 export { rmsNorm, rmsNormBackward, type RmsNormOptions, type RmsNormBackwardOptions } from './rmsnorm.js';
 export { swiglu, swigluBackward } from './swiglu.js';
 export { rope, ropeBackward, type RopeOptions } from './rope.js';

@@ -341,7 +341,8 @@ export function defaultSplitSize(items: number, maxContext: number, blockSize: n
   let lanes = lanesOf.get(device);
   if (lanes === undefined) {
     const i = info();
-    lanes = device === 'cuda' ? 2 * (i.cuda.devices[0]?.smCount ?? 100) : 4 * i.cpu.threads;
+    // CUDA: about four resident blocks per SM, so that enough K/V loads are in flight to cover memory latency.
+    lanes = device === 'cuda' ? 4 * (i.cuda.devices[0]?.smCount ?? 100) : 4 * i.cpu.threads;
     lanesOf.set(device, lanes);
   }
   const splits = Math.max(1, Math.min(Math.ceil(lanes / Math.max(1, items)), Math.floor(maxContext / 256)));
