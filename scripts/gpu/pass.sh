@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU pass on a machine with nvcc and a CUDA driver: build the addon with CUDA for the local card, run every test
 # suite with QWENLONG_DEVICE=cuda (each suite's CUDA-vs-CPU-twin blocks run), then the standalone kernel checks.
-# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing (default: build test checks)
+# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing model
+#   (default: build test checks)
 # Node must be on PATH. Logs go to LOGDIR (default ./gpu-logs).
 set -uo pipefail
 LOG=${1:-gpu-logs}; shift || true
@@ -89,6 +90,13 @@ if has timing; then
   step "op timing: qwenlong, then PyTorch on the same card"
   timeout 200 node scripts/gpu/op_timing.mjs --json "$LOG/op_timing.json" || status=1
   timeout 200 python3 scripts/gpu/torch_timing.py "$LOG/torch_timing.json" || status=1
+fi
+if has model; then
+  # The model suite's CUDA cases: a Qwen3-0.6B-shaped bf16 model's training step (tokens/s, MFU) and decode.
+  step "bench model (CUDA cases after the CPU ones)"
+  timeout ${MODEL_LIMIT:-300} node dist/src/cli/main.js bench model --save > "$LOG/bench-model.log" 2>&1 || status=1
+  grep -E "Qwen3|train step|generate" "$LOG/bench-model.log" | head -8
+  cp bench/results/model.jsonl "$LOG/" 2> /dev/null || true
 fi
 if has checks-fast; then
   step "matmul correctness (no timing)"
