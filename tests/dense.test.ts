@@ -410,18 +410,20 @@ describe('ops.cast', () => {
 });
 
 describe.runIf(gpuRun())('dense layers on CUDA against the CPU twins', () => {
-  const both = (data: Float32Array, shape: number[], dtype: 'f32' | 'bf16' = 'f32') => {
+  const both = (data: Float32Array, shape: number[], dtype: 'f32' | 'bf16' | 'f16' = 'f32') => {
     const c = cpu(data, shape, dtype);
     return [c, c.to('cuda')] as const;
   };
   it('cast: every pair of float dtypes gives the CPU twin\'s bits', async () => {
     const x = randomArray(100_003, 21).map((v, i) => v * 2 ** ((i % 30) - 15));
     for (const from of ['f32', 'bf16', 'f16'] as const) {
-      const [xc, xg] = [cpu(x, [x.length], from), cpu(x, [x.length], from).to('cuda')];
+      const [xc, xg] = both(x, [x.length], from);
       for (const to of ['f32', 'bf16', 'f16'] as const) {
-        const a = await ops.cast(xc, to).toFloat32Array(), b = await ops.cast(xg, to).toFloat32Array();
+        const a = await read(ops.cast(xc, to)), b = await read(ops.cast(xg, to));
         expect(firstBitDifference(b, a), `${from} -> ${to}`).toBe(-1);
       }
+      xc.dispose();
+      xg.dispose();
     }
   });
 

@@ -10,7 +10,7 @@ import { AdamW, CausalLM, Llama2cTokenizer, Tensor, gatherRows, loadModel, ops, 
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { parseSafetensors } from '../src/model/safetensors.js';
 import { sample } from '../src/model/model.js';
-import { gpuRun, roundToHalfReference } from './helpers.js';
+import { gpuRun, maxAbsError, roundToHalfReference } from './helpers.js';
 import { Random } from '../src/rl/random.js';
 
 const dir = join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K');
@@ -213,6 +213,19 @@ async function trainTiny(model: CausalLM, opt: AdamW, g: TinyGolden, steps: numb
   return { losses, grads };
 }
 
+/** trainTiny on a fresh model from the golden's parameters (AdamW lr 1e-2, decay 0.01) on a device, in a dtype. */
+async function trainFresh(g: TinyGolden, device: 'cpu' | 'cuda', dtype: 'f32' | 'bf16', steps: number, keepGrads = false) {
+  const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
+  const model = CausalLM.fromHost({ config: g.config, tensors }, { device, dtype });
+  const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+  try {
+    return await trainTiny(model, opt, g, steps, keepGrads);
+  } finally {
+    opt.dispose();
+    model.dispose();
+  }
+}
+
 describe.each(['llama', 'qwen3', 'qwen2'])('training forward and backward against PyTorch autograd (tiny random %s, two packed sequences)', (variant) => {
   it('logits and the gradient of every parameter match float64 autograd', async () => {
     const g = tinyGolden(variant);
@@ -329,38 +342,17 @@ describe('AdamW on half-precision parameters', () => {
 describe('training in bf16 with f32 master weights', () => {
   it('a tiny Qwen3 trained in bf16 follows the f32 run: the policy loss\'s f32 dHidden is cast, AdamW keeps masters', async () => {
     const g = tinyGolden('qwen3');
-    const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
-    const run = async (dtype: 'f32' | 'bf16') => {
-      const model = CausalLM.fromHost({ config: g.config, tensors }, { device: 'cpu', dtype });
-      const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
-      const { losses } = await trainTiny(model, opt, g, 8);
-      opt.dispose();
-      model.dispose();
-      return losses;
-    };
-    const full = await run('f32'), half = await run('bf16');
+    const full = (await trainFresh(g, 'cpu', 'f32', 8)).losses, half = (await trainFresh(g, 'cpu', 'bf16', 8)).losses;
     expect(full[7]!).toBeLessThan(full[0]! * 0.8);
     for (let i = 0; i < 8; i++) expect(Math.abs(half[i]! - full[i]!) / full[i]!, `step ${i}: ${half[i]} vs ${full[i]}`).toBeLessThan(2e-2);
   });
 
   it.runIf(gpuRun())('on CUDA: f32 gradients equal the CPU\'s, and bf16 training follows the CPU f32 run', async () => {
     const g = tinyGolden('qwen3');
-    const tensors = new Map(Object.entries(g.params).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
-    const run = async (device: 'cpu' | 'cuda', dtype: 'f32' | 'bf16', steps: number) => {
-      const model = CausalLM.fromHost({ config: g.config, tensors }, { device, dtype });
-      const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
-      const result = await trainTiny(model, opt, g, steps, true);
-      opt.dispose();
-      model.dispose();
-      return result;
-    };
-    const ref = await run('cpu', 'f32', 8), gpu = await run('cuda', 'f32', 1), half = await run('cuda', 'bf16', 8);
+    const ref = await trainFresh(g, 'cpu', 'f32', 8, true), gpu = await trainFresh(g, 'cuda', 'f32', 1, true), half = await trainFresh(g, 'cuda', 'bf16', 8);
     for (const [name, want] of ref.grads) {
-      const got = gpu.grads.get(name)!;
       const scale = Math.max(1e-6, ...Array.from(want, Math.abs));
-      let err = 0;
-      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
-      expect(err / scale, name).toBeLessThan(1e-3);
+      expect(maxAbsError(gpu.grads.get(name)!, want) / scale, name).toBeLessThan(1e-3);
     }
     for (let i = 0; i < 8; i++) expect(Math.abs(half.losses[i]! - ref.losses[i]!) / ref.losses[i]!, `step ${i}`).toBeLessThan(3e-2);
   });

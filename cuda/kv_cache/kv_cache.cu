@@ -168,37 +168,19 @@ __global__ void __launch_bounds__(kThreads) paged_general_kernel(const PagedAtte
   }
 }
 
-// Eight consecutive elements as f32 (one 16-byte load for 2-byte types, two for f32).
-__device__ __forceinline__ void load8(const __nv_bfloat16* x, float* out) {
-  const uint4 u = __ldg(reinterpret_cast<const uint4*>(x));
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+// Eight consecutive elements as f32: one 16-byte load for the 2-byte types, two for f32.
+template <typename T>
+__device__ __forceinline__ void load8(const T* x, float* out) {
+  static_assert(sizeof(T) == 2, "f16 / bf16");
+  union Pack { uint4 raw; T h[8]; } pack;
+  pack.raw = __ldg(reinterpret_cast<const uint4*>(x));
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-__device__ __forceinline__ void load8(const __half* x, float* out) {
-  const uint4 u = __ldg(reinterpret_cast<const uint4*>(x));
-  const __half2* h = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
+  for (int i = 0; i < 8; ++i) out[i] = to_f32(pack.h[i]);
 }
 __device__ __forceinline__ void load8(const float* x, float* out) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(x)), b = __ldg(reinterpret_cast<const float4*>(x + 4));
   out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
   out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
 }
 
 // Shared memory of the tiled kernel, in floats: the larger of (q rows + tile scores + m, l, alpha) and the slices'

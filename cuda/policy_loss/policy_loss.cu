@@ -21,15 +21,12 @@ constexpr int kThreads = 512;
 
 __device__ __forceinline__ float block_max(float v, float* shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  v = warp_max(v);
   __syncthreads();
   if (lane == 0) shared[warp] = v;
   __syncthreads();
   v = lane < warps ? shared[lane] : -INFINITY;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
+  return warp_max(v);
 }
 
 template <typename Half>

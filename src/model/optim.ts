@@ -3,7 +3,6 @@
  * in f32 are updated in place; bf16/f16 parameters (a model in half precision) get f32 master weights here: the
  * update runs on the master, and the parameter receives it rounded to its dtype, so small updates are not lost.
  */
-import { fromHalfBits } from '../native/half.js';
 import { Tensor } from '../native/tensor.js';
 import * as ops from '../ops/index.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
@@ -24,15 +23,6 @@ export interface AdamWState {
   master?: Map<string, Float32Array>;
 }
 
-/** A half-precision tensor's values as f32 on the host (a synchronous copy). */
-function halfValues(p: Tensor): Float32Array {
-  const host = p.device === 'cpu' ? p : p.to('cpu');
-  try {
-    return fromHalfBits(host.handle.read(new Uint16Array(p.size)) as Uint16Array, p.dtype as 'f16' | 'bf16');
-  } finally {
-    if (host !== p) host.dispose();
-  }
-}
 
 export class AdamW {
   readonly options: Required<AdamWOptions>;
@@ -52,7 +42,7 @@ export class AdamW {
       if (p.dtype !== 'f32' && p.dtype !== 'bf16' && p.dtype !== 'f16') throw new TypeError(`AdamW: parameter ${name} is ${p.dtype}, not a float tensor`);
     }
     for (const [name, p] of params) {
-      if (p.dtype !== 'f32') this.#master.set(name, Tensor.from(halfValues(p), p.shape, { device: p.device }));
+      if (p.dtype !== 'f32') this.#master.set(name, ops.cast(p, 'f32'));
       this.#m.set(name, Tensor.zeros(p.shape, { device: p.device }));
       this.#v.set(name, Tensor.zeros(p.shape, { device: p.device }));
     }
@@ -109,7 +99,12 @@ export class AdamW {
     }
     this.#step = state.step;
     // The parameters take the restored master weights, rounded to their dtype.
-    if (pairs.length > 2) for (const [name, master] of this.#master) copyRounded(master, this.#params.get(name)!);
+    if (pairs.length > 2) {
+      for (const [name, master] of this.#master) {
+        const p = this.#params.get(name)!;
+        ops.cast(master, p.dtype as 'bf16' | 'f16', { out: p });
+      }
+    }
   }
 
   /** Writes state() to a safetensors file (m.<name>, v.<name>; the step in the metadata), atomically. */
@@ -141,16 +136,5 @@ export class AdamW {
     this.#m.clear();
     this.#v.clear();
     this.#master.clear();
-  }
-}
-
-/** dst (bf16/f16) = src (f32) rounded: an AdamW step with a zero learning rate, no decay and zero moments. */
-function copyRounded(src: Tensor, dst: Tensor): void {
-  const zeros = Tensor.zeros(src.shape, { device: src.device });
-  const m = Tensor.zeros(src.shape, { device: src.device }), v = Tensor.zeros(src.shape, { device: src.device });
-  try {
-    ops.adamw(src, zeros, m, v, { lr: 0, step: 1, weightDecay: 0, paramsCopy: dst });
-  } finally {
-    for (const t of [zeros, m, v]) t.dispose();
   }
 }
