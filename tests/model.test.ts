@@ -163,6 +163,44 @@ describe('sampling', () => {
     expect(s.entropy).toBeCloseTo(-lp.reduce((e, l) => e + Math.exp(l) * l, 0), 10);
   });
 
+  it('draws what a full sort of the vocabulary draws, for every top-k / top-p, on flat and peaked rows', () => {
+    // The plain definition: probabilities in f64; with top-k or top-p the whole vocabulary sorted (probability
+    // descending, index ascending), top-k, then the smallest prefix reaching top-p; one uniform walked along the order.
+    const reference = (logits: Float32Array, temperature: number, topK: number, topP: number, u: number) => {
+      const x = Array.from(logits, (l) => l / temperature), m = Math.max(...x);
+      const e = x.map((v) => Math.exp(v - m)), z = e.reduce((a, b) => a + b, 0), p = e.map((v) => v / z);
+      // Plain sampling walks the vocabulary in index order.
+      let order = p.map((_, i) => i);
+      if (topK > 0 || topP < 1) order.sort((a, b) => p[b]! - p[a]! || a - b);
+      if (topK > 0) order = order.slice(0, topK);
+      let mass = 0, keep = 0;
+      while (keep < order.length && mass < topP) mass += p[order[keep++]!]!;
+      if (topP < 1) order = order.slice(0, Math.max(1, keep));
+      let r = u * order.reduce((a, i) => a + p[i]!, 0);
+      for (const i of order) if ((r -= p[i]!) < 0) return { token: i, p };
+      return { token: order.at(-1)!, p };
+    };
+    const gen = new Random(7);
+    let checked = 0;
+    for (const V of [1, 5, 1000, 20000]) {
+      for (const scale of [0.01, 1, 8, 40]) {
+        // Ties on purpose: logits on a coarse grid.
+        const logits = Float32Array.from({ length: V }, () => Math.round(gen.next() * 20) * scale / 4);
+        for (const [temperature, topK, topP] of [[1, 0, 0.3], [1, 0, 0.95], [0.7, 5, 1], [1, 3000, 0.999], [1.3, 1, 0.5], [1, 0, 1]] as const) {
+          for (let draw = 0; draw < 3; draw++) {
+            const seed = 100 * checked + draw;
+            const got = sample(logits, temperature, topK, topP, new Random(seed));
+            const want = reference(logits, temperature, topK, topP, new Random(seed).next());
+            expect(got.token, `V ${V} scale ${scale} T ${temperature} k ${topK} p ${topP}`).toBe(want.token);
+            expect(got.logprob).toBeCloseTo(Math.log(want.p[want.token]!), 10);
+            const h = want.p.reduce((a, q) => (q > 0 ? a - q * Math.log(q) : a), 0);
+            expect(Math.abs(got.entropy - h)).toBeLessThan(1e-9 * Math.max(1, h));
+          }
+          checked++;
+        }
+      }
+    }
+  });
 });
 
 describe.runIf(present && gpuRun())('stories260K on CUDA (bf16)', () => {

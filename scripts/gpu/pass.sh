@@ -35,7 +35,7 @@ if has test; then
   step "npm run test:gpu"
   ( sleep $((${TEST_LIMIT:-400} - 20)); dump_stacks > "$LOG/hung-stacks.txt" 2>&1 ) &
   watcher=$!
-  timeout -k 5 "${TEST_LIMIT:-400}" npm run test:gpu > "$LOG/test-gpu.log" 2>&1 || status=1
+  timeout -k 5 "${TEST_LIMIT:-400}" npm run test:gpu -- ${TEST_FILES:-} > "$LOG/test-gpu.log" 2>&1 || status=1
   kill "$watcher" 2> /dev/null
   sed 's/\x1b\[[0-9;]*m//g' "$LOG/test-gpu.log" | grep -E "^ (✓|❯|↓) |×|Test Files|Tests |Duration" | tail -40
 fi

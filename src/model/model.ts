@@ -519,35 +519,51 @@ export class CausalLM {
   }
 }
 
+let sampleScratch = new Float64Array(0);
+
 /**
  * One token from logits: temperature 0 is argmax; otherwise softmax(logits / T), then top-k, then top-p, then a
  * draw. logprob and entropy are of the tempered full distribution (temperature 0: of softmax(logits)).
+ *
+ * The kept tokens are the longest-probability prefix of the order (probability descending, index ascending); the
+ * draw walks them in that order (plain sampling: in index order). With top-k or top-p only the tokens at or above a
+ * threshold are sorted: the threshold falls by 16x until they hold the k tokens or the nucleus, so a 150K-token
+ * vocabulary costs a few linear passes, not a full sort.
  */
 export function sample(logits: Float32Array, temperature: number, topK: number, topP: number, rng: Random): { token: number; logprob: number; entropy: number } {
   const V = logits.length;
   const inv = temperature > 0 ? 1 / temperature : 1;
   let max = -Infinity;
   for (let i = 0; i < V; i++) max = Math.max(max, logits[i]! * inv);
-  const p = new Float64Array(V);
+  if (sampleScratch.length < V) sampleScratch = new Float64Array(V);
+  const p = sampleScratch;
   let z = 0;
   for (let i = 0; i < V; i++) z += p[i] = Math.exp(logits[i]! * inv - max);
-  let entropy = 0;
+  // Entropy as sum p_i (lse - x_i): every term is non-negative, and no logarithm per token.
+  const lse = max + Math.log(z);
+  let entropy = 0, pmax = 0;
   for (let i = 0; i < V; i++) {
-    p[i]! /= z;
-    if (p[i]! > 0) entropy -= p[i]! * Math.log(p[i]!);
+    const pi = (p[i]! /= z);
+    if (pi > 0) entropy += pi * (lse - logits[i]! * inv);
+    if (pi > pmax) pmax = pi;
   }
   let token = 0;
   if (temperature === 0) {
     for (let i = 1; i < V; i++) if (logits[i]! > logits[token]!) token = i;
-  } else {
-    let order = Array.from({ length: V }, (_, i) => i);
-    if (topK > 0 || topP < 1) order.sort((a, b) => p[b]! - p[a]! || a - b);
-    if (topK > 0) order = order.slice(0, topK);
-    if (topP < 1) {
-      let mass = 0, keep = 0;
-      while (keep < order.length && mass < topP) mass += p[order[keep++]!]!;
-      order = order.slice(0, Math.max(1, keep));
+  } else if (topK <= 0 && topP >= 1) {
+    let total = 0;
+    for (let i = 0; i < V; i++) total += p[i]!;
+    let r = rng.next() * total;
+    token = V - 1;
+    for (let i = 0; i < V; i++) {
+      r -= p[i]!;
+      if (r < 0) {
+        token = i;
+        break;
+      }
     }
+  } else {
+    const order = keptTokens(p, V, topK, topP, pmax);
     let total = 0;
     for (const i of order) total += p[i]!;
     let r = rng.next() * total;
@@ -561,4 +577,24 @@ export function sample(logits: Float32Array, temperature: number, topK: number, 
     }
   }
   return { token, logprob: Math.log(p[token]!), entropy };
+}
+
+/** The top-k, then top-p prefix of the tokens by (probability descending, index ascending). */
+function keptTokens(p: Float64Array, V: number, topK: number, topP: number, pmax: number): number[] {
+  for (let t = pmax / 16; ; t /= 16) {
+    const all = !(t > 0) || t < Number.MIN_VALUE * 16;
+    const cand: number[] = [];
+    for (let i = 0; i < V; i++) if (all || p[i]! >= t) cand.push(i);
+    if (!all && topK > 0 && cand.length < topK && cand.length < V) continue;
+    cand.sort((a, b) => p[b]! - p[a]! || a - b);
+    let order = topK > 0 ? cand.slice(0, topK) : cand;
+    if (topP < 1) {
+      let mass = 0, keep = 0;
+      while (keep < order.length && mass < topP) mass += p[order[keep++]!]!;
+      // The nucleus ran past the candidates: a lower threshold may hold it (unless top-k already cut the order).
+      if (mass < topP && !all && order.length === cand.length && cand.length < V) continue;
+      order = order.slice(0, Math.max(1, keep));
+    }
+    return order;
+  }
 }
