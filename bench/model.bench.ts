@@ -14,6 +14,9 @@ import { AdamW, CausalLM, loadModel } from '../src/model/index.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { expectedShapes } from '../src/model/hf.js';
 import * as ops from '../src/ops/index.js';
+import { PagedKVCache } from '../src/ops/kv_cache.js';
+import { sample } from '../src/model/model.js';
+import { Random } from '../src/rl/random.js';
 import { torchBench } from '../src/bench/torch.js';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
 import { seededFloats } from '../src/bench/random.js';
@@ -23,18 +26,32 @@ import { seededFloats } from '../src/bench/random.js';
  * One training step on random tokens: forward, next-token loss through ops.policyLoss (advantage 1, token-mean),
  * backward, AdamW; the step returns once the device is done.
  */
-function trainStepOf(model: CausalLM, opt: AdamW, B: number, T: number): () => void {
+function trainStepOf(model: CausalLM, opt: AdamW, B: number, T: number, phases?: Record<string, number>): () => void {
   const V = model.config.vocabSize;
   const ids = Int32Array.from(seededFloats(B * T, 99, 1), (x) => Math.min(V - 1, Math.floor((x + 1) * 0.5 * V)));
   const targets = Int32Array.from(seededFloats(B * T, 98, 1), (x) => Math.min(V - 1, Math.floor((x + 1) * 0.5 * V)));
   const cu = Array.from({ length: B + 1 }, (_, b) => b * T);
   const ones = new Float32Array(B * T).fill(1);
+  // With `phases`, each phase ends at a device synchronization and its milliseconds are added under its name.
+  let t0 = 0;
+  const mark = (name: string) => {
+    if (!phases) return;
+    if (model.device === 'cuda') synchronize();
+    const t = performance.now();
+    if (name) phases[name] = (phases[name] ?? 0) + (t - t0);
+    t0 = t;
+  };
   return () => {
+    mark('');
     model.zeroGrad();
     const hidden = model.forward(ids, { cuSeqlens: cu, train: true, returnHidden: true });
+    mark('forward ms');
     const r = ops.policyLoss({ hidden, weight: model.lmHead, targets, advantages: ones, cuSeqlens: [0, B * T], aggregation: 'token-mean' });
+    mark('loss ms');
     model.backward(r.dHidden!, r.dWeight!);
+    mark('backward ms');
     opt.update(model.gradients());
+    mark('adamw ms');
     for (const t of [hidden, r.loss, r.nll, r.logp, r.entropy, r.dHidden!, r.dWeight!]) t.dispose();
     if (model.device === 'cuda') synchronize();
   };
@@ -90,6 +107,41 @@ const QWEN3_06B: ModelConfig = {
   ropeTheta: 1e6, ropeConvention: 'half', rmsEps: 1e-6, tiedEmbeddings: true, qkNorm: true, qkvBias: false,
 };
 
+/** The extra figures, or a note saying why there are none (the main figure stays). */
+function splitOrNote(f: () => Record<string, number>): Record<string, number | string> {
+  try {
+    return f();
+  } catch (e) {
+    return { 'split not measured': (e as Error).message };
+  }
+}
+
+/** A decode step's two halves, over 16 steps after the prefill: the forward (logits on the host) and the sampling. */
+function decodeSplit(model: CausalLM, prompts: number[][], tokens: number): Record<string, number> {
+  const c = model.config, V = c.vocabSize, ids = prompts.map((_, b) => b), steps = Math.min(16, tokens);
+  const cache = new PagedKVCache({
+    layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim, blockSize: 16, dtype: model.dtype, device: model.device,
+    numBlocks: prompts.reduce((n, p) => n + Math.ceil((p.length + steps + 1) / 16), 1),
+  });
+  try {
+    ids.forEach((b) => cache.allocate(b));
+    let step = model.extend(cache, ids, prompts.map((p) => Int32Array.from(p)));
+    const rng = new Random(1);
+    let sampling = 0, forward = 0;
+    for (let i = 0; i < steps; i++) {
+      const a = performance.now();
+      const next = ids.map((_, row) => Int32Array.of(sample(step.logits.subarray(row * V, (row + 1) * V), 1, 0, 1, rng).token));
+      const b = performance.now();
+      step = model.extend(cache, ids, next);
+      forward += performance.now() - b;
+      sampling += b - a;
+    }
+    return { 'forward ms/step': forward / steps, 'sampling ms/step': sampling / steps };
+  } finally {
+    cache.dispose();
+  }
+}
+
 async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0]): Promise<BenchRecord[]> {
   const card = info().cuda.devices[0]!;
   const config: ModelConfig = ctx.quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
@@ -108,7 +160,6 @@ async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0]): Promise<BenchR
     const [B, T] = ctx.quick ? [2, 512] : [4, 2048];
     const opt = new AdamW(model.parameters(), { lr: 1e-5 });
     const r = await ctx.time(trainStepOf(model, opt, B, T), { warmup: 1, minSamples: 3, minTimeMs: 0 });
-    opt.dispose();
     const tokensPerSec = (B * T) / (r.medianMs / 1000);
     // Matmul FLOPs: 6 per parameter per token (the tied embedding counts once, as the LM head); causal attention
     // 12 L T d / 2 per token (QK^T and PV, forward and backward).
@@ -117,6 +168,12 @@ async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0]): Promise<BenchR
     const figures: Record<string, number | string> = { 'tokens/s': tokensPerSec, 'TFLOP/s': (flopsPerToken * tokensPerSec) / 1e12 };
     if (peak) figures.MFU = (flopsPerToken * tokensPerSec) / peak;
     else figures.MFU = `unknown peak for ${card.name}`;
+    // Where the step's time goes: three more steps, each phase closed by a synchronization (mean per step).
+    const phases: Record<string, number> = {};
+    const step = trainStepOf(model, opt, B, T, phases);
+    for (let i = 0; i < 3; i++) step();
+    for (const [k, v] of Object.entries(phases)) figures[k] = v / 3;
+    opt.dispose();
     records.push({ suite: 'model', case: `${name} train step, ${B}x${T} tokens, bf16 + f32 master (${card.name})`, medianMs: r.medianMs, samples: r.samples, figures });
   }
   {
@@ -129,7 +186,7 @@ async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0]): Promise<BenchR
       case: `${name} generate batch ${batch} x ${tokens} tokens after a 64-token prompt, temperature 1, bf16 (${card.name})`,
       medianMs: r.medianMs,
       samples: r.samples,
-      figures: { 'tokens/s': (batch * tokens) / (r.medianMs / 1000), 'ms/step': r.medianMs / tokens },
+      figures: { 'tokens/s': (batch * tokens) / (r.medianMs / 1000), 'ms/step': r.medianMs / tokens, ...splitOrNote(() => decodeSplit(model, prompts, tokens)) },
     });
   }
   model.dispose();

@@ -3,12 +3,14 @@
 //
 // Paged attention, head dims that are multiples of 8 up to 256 (paged_tiled_kernel): one thread block of 128 threads
 // per work item (partition, sequence x kv head, query tile), query rows in passes of 8 (a row = one query token x one
-// query head of the kv head's group). Keys in tiles of 128, online softmax once per tile and row:
-//   scores: four lanes per key, each lane 16-byte loads of its quarter of the key's row (the four lanes read 64
-//           contiguous bytes), q from shared memory, reduced by two shuffles; the tile's scores go to shared memory;
-//   softmax: one warp per row over the tile's scores (max, exp2, sum), the rescale factor to shared memory;
-//   P V:    a thread owns 8 consecutive dims (a 16-byte load of a V row) for a slice of the tile's keys and keeps
-//           every row's partial accumulator in registers; the slices are summed in shared memory at the end.
+// query head of the kv head's group). Keys in tiles of 32, online softmax once per tile and row:
+//   staging: the K and V rows of the next two tiles are copied to shared memory by cp.async (16-byte pieces, the
+//            block table read per key) while this tile is used, so that each block keeps tens of KiB in flight;
+//   scores:  four lanes per key, each 16-byte shared loads of its quarter of the key's row, q from shared memory,
+//            reduced by two shuffles; the tile's scores go to shared memory;
+//   softmax: one warp per row, a key per lane (max, exp2, sum), the rescale factor to shared memory;
+//   P V:     a thread owns 8 consecutive dims of a V row for a slice of the tile's keys and keeps every row's partial
+//            accumulator in registers; the slices are summed in shared memory at the end of a pass.
 // Other head dims (paged_general_kernel): a warp per row, dims across lanes, K/V blocks staged in shared memory.
 // Partitions of a sequence run in parallel (flash-decoding) and a second kernel merges them.
 #include <cuda_bf16.h>
@@ -28,8 +30,9 @@ namespace {
 
 constexpr int kThreads = 128;         // 4 warps
 constexpr int kFastRows = 8;          // query rows per pass of the tiled kernel
-constexpr int kTileK = 128;           // keys per tile (one online-softmax step)
 constexpr int kKeyLanes = 4;          // lanes per key in the scores phase
+constexpr int kTileK = 128 / kKeyLanes; // keys per tile (one online-softmax step): a key per 4 lanes, a lane per key
+static_assert(kTileK == 32, "the softmax gives each lane of a warp one key of the tile");
 constexpr int kRowsPerWarp = 4;
 constexpr int kRowsPerPass = 4 * kRowsPerWarp;
 constexpr int kDimsPerLane = 8;       // head_dim <= 256
@@ -168,35 +171,70 @@ __global__ void __launch_bounds__(kThreads) paged_general_kernel(const PagedAtte
   }
 }
 
-// Eight consecutive elements as f32: one 16-byte load for the 2-byte types, two for f32.
+// Shared memory of the tiled kernel. K and V tiles of kTileK keys are staged by cp.async, kStages tiles deep, so
+// the loads of the next tiles are in flight while this one is used. Staged rows are padded to 64 bytes mod 128: a
+// 16-byte shared load is served a quarter-warp at a time, and a quarter-warp of the scores phase reads 64 bytes
+// of two consecutive keys, which then fall on disjoint banks. The f32 part holds the query rows
+// (pre-scaled), a tile's scores, m, l and alpha; at the end of a pass the slices' accumulators (kThreads x kFastRows
+// x 8 floats, whatever the head dim) reuse the whole buffer.
+constexpr int kStages = 3;
+constexpr int kReduceFloats = kThreads * kFastRows * 8;
+__host__ __device__ constexpr int staged_row_bytes(int D, int elem) { return D * elem + (192 - (D * elem) % 128) % 128; }
+__host__ __device__ constexpr int tiled_smem_bytes(int D, int elem) {
+  return kStages * 2 * kTileK * staged_row_bytes(D, elem) + (kFastRows * (D + kTileK) + 4 * kFastRows) * 4 > kReduceFloats * 4
+             ? kStages * 2 * kTileK * staged_row_bytes(D, elem) + (kFastRows * (D + kTileK) + 4 * kFastRows) * 4
+             : kReduceFloats * 4;
+}
+
+// A 16-byte global-to-shared copy that does not wait (sm_80+; older cards copy through registers).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+#else
+  *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+// Eight consecutive elements of shared memory as f32.
 template <typename T>
-__device__ __forceinline__ void load8(const T* x, float* out) {
+__device__ __forceinline__ void smem8(const T* x, float* out) {
   static_assert(sizeof(T) == 2, "f16 / bf16");
   union Pack { uint4 raw; T h[8]; } pack;
-  pack.raw = __ldg(reinterpret_cast<const uint4*>(x));
+  pack.raw = *reinterpret_cast<const uint4*>(x);
 #pragma unroll
   for (int i = 0; i < 8; ++i) out[i] = to_f32(pack.h[i]);
 }
-__device__ __forceinline__ void load8(const float* x, float* out) {
-  const float4 a = __ldg(reinterpret_cast<const float4*>(x)), b = __ldg(reinterpret_cast<const float4*>(x + 4));
+__device__ __forceinline__ void smem8(const float* x, float* out) {
+  const float4 a = *reinterpret_cast<const float4*>(x), b = *reinterpret_cast<const float4*>(x + 4);
   out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
   out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
 }
 
-// Shared memory of the tiled kernel, in floats: the larger of (q rows + tile scores + m, l, alpha) and the slices'
-// accumulators summed at the end of a pass (kThreads x kFastRows x 8, whatever the head dim).
-constexpr int kTiledSmemFloats = kThreads * kFastRows * 8;
-
 template <typename T, int BS>
 __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttentionParams p) {
-  extern __shared__ __align__(16) float smem[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   const int D = static_cast<int>(p.head_dim);
-  float* qs = smem;                    // (kFastRows, D), pre-scaled by scale * log2(e)
+  const int row_elems = staged_row_bytes(D, sizeof(T)) / static_cast<int>(sizeof(T));  // padded staged row
+  T* stage_base = reinterpret_cast<T*>(smem_raw);  // kStages x (K tile, V tile), each kTileK x row_elems
+  const int tile_elems = kTileK * row_elems;
+  float* qs = reinterpret_cast<float*>(smem_raw + kStages * 2 * tile_elems * sizeof(T));  // (kFastRows, D)
   float* ss = qs + kFastRows * D;      // (kFastRows, kTileK): scores, then probabilities
   float* ms = ss + kFastRows * kTileK; // (kFastRows) running max
   float* ls = ms + kFastRows;          // (kFastRows) running sum
   float* as = ls + kFastRows;          // (kFastRows) this tile's rescale factor
-  float* red = smem;                   // (slices, kFastRows, D) at the end of a pass
+  float* red = reinterpret_cast<float*>(smem_raw);  // (slices, kFastRows, D) at the end of a pass
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   const int64_t split = blockIdx.x, b = blockIdx.y / p.heads_kv, kvh = blockIdx.y % p.heads_kv;
@@ -212,8 +250,23 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
   const int chunks = D / 8, slices = kThreads / chunks;  // P V: thread = (slice, chunk of 8 dims)
   const int chunk = tid % chunks, slice = tid / chunks;
   const bool pv_active = slice < slices;
-  const int key_group = tid / kKeyLanes, key_lane = tid % kKeyLanes;  // scores: 32 keys per step
+  const int key = tid / kKeyLanes, key_lane = tid % kKeyLanes;  // scores: a key per 4 lanes, kTileK keys per step
   const int64_t q_tiles = (p.max_seqlen_q + p.block_q - 1) / p.block_q;
+  // Stage the K and V rows of keys [j0, j0 + nk) into stage st: 16-byte pieces spread over the block.
+  auto stage_tile = [&](int64_t j0, int nk, int st) {
+    T* ks = stage_base + st * 2 * tile_elems;
+    T* vs = ks + tile_elems;
+    const int pieces = nk * chunks;
+    for (int i = tid; i < pieces; i += kThreads) {
+      const int kk = i / chunks, c = i % chunks;
+      const int64_t j = j0 + kk;
+      const int64_t off = ((int64_t(table[j / BS]) * p.heads_kv + kvh) * BS + j % BS) * D + c * 8;
+      cp_async16(ks + kk * row_elems + c * 8, pool_k + off);
+      if (sizeof(T) == 4) cp_async16(ks + kk * row_elems + c * 8 + 4, pool_k + off + 4);
+      cp_async16(vs + kk * row_elems + c * 8, pool_v + off);
+      if (sizeof(T) == 4) cp_async16(vs + kk * row_elems + c * 8 + 4, pool_v + off + 4);
+    }
+  };
 
   // Query tiles: blockIdx.z, then every gridDim.z-th (a grid dimension holds at most 65535).
   for (int64_t qt = blockIdx.z; qt < q_tiles; qt += gridDim.z) {
@@ -222,10 +275,19 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
     const int64_t nt = min(p.block_q, len_q - t0), R = nt * G;
     int64_t k_end = min(len_k, k_begin + p.split_size);
     if (p.causal) k_end = min(k_end, t0 + nt + shift);
+    const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kTileK - 1) / kTileK : 0;
+    auto tile_keys = [&](int64_t t) { return static_cast<int>(min(int64_t(kTileK), k_end - (k_begin + t * kTileK))); };
 
     for (int64_t rb = 0; rb < R; rb += kFastRows) {
       const int rows = static_cast<int>(min(int64_t(kFastRows), R - rb));
       __syncthreads();  // the previous pass's readers of the shared buffers are done
+      // The first kStages - 1 tiles start loading while the query rows are read (one commit group per tile, empty
+      // groups past the end, so that "all but the newest kStages - 2 groups have landed" means "tile t has landed").
+#pragma unroll
+      for (int s = 0; s < kStages - 1; ++s) {
+        if (s < tiles) stage_tile(k_begin + s * kTileK, tile_keys(s), s);
+        cp_async_commit();
+      }
       for (int idx = tid; idx < kFastRows * D; idx += kThreads) {
         const int r = idx / D, d = idx % D;
         const int64_t rr = rb + r;
@@ -236,72 +298,72 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
         ls[tid] = 0.f;
       }
       float acc[kFastRows][8];
-  #pragma unroll
+#pragma unroll
       for (int r = 0; r < kFastRows; ++r)
-  #pragma unroll
+#pragma unroll
         for (int e = 0; e < 8; ++e) acc[r][e] = 0.f;
       // The last key each row sees (bottom-right causal alignment), or every key.
       auto last_key = [&](int r) { return p.causal ? t0 + (rb + r) / G + shift : k_end - 1; };
-      __syncthreads();
 
-      for (int64_t j0 = k_begin; j0 < k_end; j0 += kTileK) {
-        const int nk = static_cast<int>(min(int64_t(kTileK), k_end - j0));
-        // Scores: warp-uniform steps of 32 keys (every lane takes part in the shuffles).
-  #pragma unroll 1
-        for (int base = 0; base < nk; base += kThreads / kKeyLanes) {
-          const int kk = base + key_group;
-          const bool valid = kk < nk;
-          const int64_t j = j0 + kk;
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t j0 = k_begin + t * kTileK;
+        const int nk = tile_keys(t);
+        // Tile t + kStages - 1 goes to the stage that tile t - 1 used (everyone finished it at the last barrier).
+        if (t + kStages - 1 < tiles) stage_tile(j0 + (kStages - 1) * kTileK, tile_keys(t + kStages - 1), (t + kStages - 1) % kStages);
+        cp_async_commit();
+        cp_async_wait<kStages - 1>();
+        __syncthreads();  // tile t is in shared memory for everyone (and, at t = 0, q, m and l are written)
+        const T* ks = stage_base + (t % kStages) * 2 * tile_elems;
+        const T* vs = ks + tile_elems;
+        // Scores: four lanes per key, each a quarter of the row in 8-element pieces; two shuffles sum the quarters.
+        {
+          const bool valid = key < nk;
           float part[kFastRows];
-  #pragma unroll
+#pragma unroll
           for (int r = 0; r < kFastRows; ++r) part[r] = 0.f;
           if (valid) {
-            const T* krow = pool_k + ((int64_t(table[j / BS]) * p.heads_kv + kvh) * BS + j % BS) * D;
-            // At most 8 steps (D <= 256), unrolled so that each lane's K loads are in flight together.
-  #pragma unroll
+            const T* krow = ks + key * row_elems;
+#pragma unroll
             for (int step = 0; step < 256 / (kKeyLanes * 8); ++step) {
               const int d0 = key_lane * 8 + step * kKeyLanes * 8;
               if (d0 >= D) break;
               float kv[8];
-              load8(krow + d0, kv);
-  #pragma unroll
+              smem8(krow + d0, kv);
+#pragma unroll
               for (int r = 0; r < kFastRows; ++r) {
                 if (r < rows) {
                   const float4 qa = *reinterpret_cast<const float4*>(qs + r * D + d0);
                   const float4 qb = *reinterpret_cast<const float4*>(qs + r * D + d0 + 4);
-                  float t = part[r];
-                  t = fmaf(qa.x, kv[0], t); t = fmaf(qa.y, kv[1], t); t = fmaf(qa.z, kv[2], t); t = fmaf(qa.w, kv[3], t);
-                  t = fmaf(qb.x, kv[4], t); t = fmaf(qb.y, kv[5], t); t = fmaf(qb.z, kv[6], t); t = fmaf(qb.w, kv[7], t);
-                  part[r] = t;
+                  float x = part[r];
+                  x = fmaf(qa.x, kv[0], x); x = fmaf(qa.y, kv[1], x); x = fmaf(qa.z, kv[2], x); x = fmaf(qa.w, kv[3], x);
+                  x = fmaf(qb.x, kv[4], x); x = fmaf(qb.y, kv[5], x); x = fmaf(qb.z, kv[6], x); x = fmaf(qb.w, kv[7], x);
+                  part[r] = x;
                 }
               }
             }
           }
-  #pragma unroll
+#pragma unroll
           for (int r = 0; r < kFastRows; ++r) {
-            part[r] += __shfl_xor_sync(0xffffffffu, part[r], 1);
-            part[r] += __shfl_xor_sync(0xffffffffu, part[r], 2);
+            if (r < rows) {  // block-uniform: every lane of the warp takes part
+              part[r] += __shfl_xor_sync(0xffffffffu, part[r], 1);
+              part[r] += __shfl_xor_sync(0xffffffffu, part[r], 2);
+            }
           }
           if (valid && key_lane == 0) {
-  #pragma unroll
+#pragma unroll
             for (int r = 0; r < kFastRows; ++r)
-              if (r < rows) ss[r * kTileK + kk] = j <= last_key(r) ? part[r] : -INFINITY;
+              if (r < rows) ss[r * kTileK + key] = j0 + key <= last_key(r) ? part[r] : -INFINITY;
           }
         }
         __syncthreads();
-        // Online softmax: a warp per row.
+        // Online softmax: a warp per row (kTileK = 32: a key per lane).
         for (int r = warp; r < rows; r += kThreads / 32) {
-          float mx = -INFINITY;
-          for (int kk = lane; kk < nk; kk += 32) mx = fmaxf(mx, ss[r * kTileK + kk]);
-          mx = warp_max(mx);
+          const float x = lane < nk ? ss[r * kTileK + lane] : -INFINITY;
+          const float mx = warp_max(x);
           const float m_old = ms[r], m_new = fmaxf(m_old, mx);
-          float sum = 0.f;
-          for (int kk = lane; kk < nk; kk += 32) {
-            const float e = m_new == -INFINITY ? 0.f : exp2f(ss[r * kTileK + kk] - m_new);
-            ss[r * kTileK + kk] = e;
-            sum += e;
-          }
-          sum = warp_sum(sum);
+          const float e = m_new == -INFINITY || lane >= nk ? 0.f : exp2f(x - m_new);
+          if (lane < nk) ss[r * kTileK + lane] = e;
+          const float sum = warp_sum(e);
           if (lane == 0) {
             const float alpha = m_old == -INFINITY ? 0.f : exp2f(m_old - m_new);
             ls[r] = ls[r] * alpha + sum;
@@ -312,42 +374,43 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
         __syncthreads();
         // P V over this thread's slice of the tile's keys.
         if (pv_active) {
-  #pragma unroll
+#pragma unroll
           for (int r = 0; r < kFastRows; ++r) {
             const float alpha = r < rows ? as[r] : 1.f;
-  #pragma unroll
+#pragma unroll
             for (int e = 0; e < 8; ++e) acc[r][e] *= alpha;
           }
-  #pragma unroll 4
+#pragma unroll 4
           for (int kk = slice; kk < nk; kk += slices) {
-            const int64_t j = j0 + kk;
             float v[8];
-            load8(pool_v + ((int64_t(table[j / BS]) * p.heads_kv + kvh) * BS + j % BS) * D + chunk * 8, v);
-  #pragma unroll
+            smem8(vs + kk * row_elems + chunk * 8, v);
+#pragma unroll
             for (int r = 0; r < kFastRows; ++r) {
               if (r < rows) {
                 const float pr = ss[r * kTileK + kk];
-  #pragma unroll
+#pragma unroll
                 for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(pr, v[e], acc[r][e]);
               }
             }
           }
         }
-        __syncthreads();  // the next tile overwrites the scores
+        __syncthreads();  // the next tile overwrites the scores, and the stage after next reuses this one
       }
+      cp_async_wait<0>();  // only empty groups can remain; nothing may land in the buffers red reuses
+      __syncthreads();      // (no tiles: q, m and l were written without a barrier in the loop)
 
       // Sum the slices' accumulators, then write the rows (or their partition's m, l, acc).
       float m_fin[kFastRows], l_fin[kFastRows];
-  #pragma unroll
+#pragma unroll
       for (int r = 0; r < kFastRows; ++r) {
         m_fin[r] = ms[r];
         l_fin[r] = ls[r];
       }
       __syncthreads();  // everyone has read m and l before red overwrites them
       if (pv_active) {
-  #pragma unroll
+#pragma unroll
         for (int r = 0; r < kFastRows; ++r)
-  #pragma unroll
+#pragma unroll
           for (int e = 0; e < 8; ++e) red[(slice * kFastRows + r) * D + chunk * 8 + e] = acc[r][e];
       }
       __syncthreads();
@@ -356,7 +419,7 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
         float a = 0.f;
         for (int sidx = 0; sidx < slices; ++sidx) a += red[(sidx * kFastRows + r) * D + d];
         float mr = 0.f, lr = 0.f;
-  #pragma unroll
+#pragma unroll
         for (int i = 0; i < kFastRows; ++i)
           if (i == r) {
             mr = m_fin[i];
@@ -410,10 +473,29 @@ __global__ void paged_merge_kernel(const PagedAttentionParams p) {
   }
 }
 
+// The tiled kernel's shared memory: opted in once per instantiation up to what the card allows a block (sm_90 and
+// sm_80 take every head dim of the 2-byte types; sm_86/89 stop at 99 KiB) with the carveout set to favour shared
+// memory, so that three blocks fit an SM. Returns the bytes opted in.
+template <typename T, int BS>
+int tiled_smem_limit() {
+  static const int limit = [] {
+    int dev = 0, optin = 0;
+    check_cuda(cudaGetDevice(&dev), "ops.pagedAttention");
+    check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "ops.pagedAttention");
+    const int bytes = std::min(optin, tiled_smem_bytes(256, sizeof(T)));
+    check_cuda(cudaFuncSetAttribute(paged_tiled_kernel<T, BS>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "ops.pagedAttention");
+    check_cuda(cudaFuncSetAttribute(paged_tiled_kernel<T, BS>, cudaFuncAttributePreferredSharedMemoryCarveout, 100), "ops.pagedAttention");
+    return bytes;
+  }();
+  return limit;
+}
+
 template <typename T, int BS>
 void launch_paged(PagedAttentionParams p) {
   const int64_t G = p.heads_q / p.heads_kv;
-  const bool tiled = p.head_dim % 8 == 0 && p.head_dim <= 256;
+  const int tiled_smem = p.head_dim % 8 == 0 && p.head_dim <= 256 ? tiled_smem_bytes(static_cast<int>(p.head_dim), sizeof(T)) : 0;
+  // Head dims the tiled kernel does not take, or whose staged tiles do not fit this card, go to the general kernel.
+  const bool tiled = tiled_smem > 0 && tiled_smem <= tiled_smem_limit<T, BS>();
   const int rows = tiled ? kFastRows : kRowsPerPass;
   p.block_q = G >= rows ? 1 : rows / G;
   const int64_t q_tiles = (p.max_seqlen_q + p.block_q - 1) / p.block_q;
@@ -422,8 +504,7 @@ void launch_paged(PagedAttentionParams p) {
   // The tiled kernel loops over query tiles past 65535.
   const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.batch * p.heads_kv), static_cast<unsigned>(std::min<int64_t>(q_tiles, 65535)));
   if (tiled) {
-    static_assert(kFastRows * (256 + kTileK + 3) <= kTiledSmemFloats, "the tiled kernel's buffers fit the reduction's");
-    paged_tiled_kernel<T, BS><<<grid, kThreads, kTiledSmemFloats * sizeof(float), compute_stream()>>>(p);
+    paged_tiled_kernel<T, BS><<<grid, kThreads, tiled_smem, compute_stream()>>>(p);
   } else {
     const int smem = static_cast<int>(2 * BS * p.head_dim * sizeof(float));
     auto kernel = paged_general_kernel<T, BS>;

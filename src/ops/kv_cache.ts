@@ -341,11 +341,14 @@ export function defaultSplitSize(items: number, maxContext: number, blockSize: n
   let lanes = lanesOf.get(device);
   if (lanes === undefined) {
     const i = info();
-    // CUDA: about four resident blocks per SM, so that enough K/V loads are in flight to cover memory latency.
-    lanes = device === 'cuda' ? 4 * (i.cuda.devices[0]?.smCount ?? 100) : 4 * i.cpu.threads;
+    // CUDA: three blocks of the tiled kernel are resident per SM; about eight waves of them keep the last wave's
+    // idle tail small next to the time each block spends streaming its partition.
+    lanes = device === 'cuda' ? 24 * (i.cuda.devices[0]?.smCount ?? 100) : 4 * i.cpu.threads;
     lanesOf.set(device, lanes);
   }
-  const splits = Math.max(1, Math.min(Math.ceil(lanes / Math.max(1, items)), Math.floor(maxContext / 256)));
+  // CUDA rounds down (no partly filled extra wave); the CPU rounds up (threads take items as they free up).
+  const perItem = lanes / Math.max(1, items);
+  const splits = Math.max(1, Math.min(device === 'cuda' ? Math.floor(perItem) : Math.ceil(perItem), Math.floor(maxContext / 256)));
   const size = Math.ceil(Math.max(1, maxContext) / splits);
   return Math.ceil(size / blockSize) * blockSize;
 }
