@@ -142,7 +142,7 @@ function decodeSplit(model: CausalLM, prompts: number[][], tokens: number): Reco
   }
 }
 
-async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0]): Promise<BenchRecord[]> {
+async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0], skipGenerate: boolean): Promise<BenchRecord[]> {
   const card = info().cuda.devices[0]!;
   const config: ModelConfig = ctx.quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -176,7 +176,7 @@ async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0]): Promise<BenchR
     opt.dispose();
     records.push({ suite: 'model', case: `${name} train step, ${B}x${T} tokens, bf16 + f32 master (${card.name})`, medianMs: r.medianMs, samples: r.samples, figures });
   }
-  {
+  if (!skipGenerate) {
     const [batch, tokens] = ctx.quick ? [4, 32] : [16, 128];
     const prompt = Array.from({ length: 64 }, (_, i) => (i * 7919) % config.vocabSize);
     const prompts = Array.from({ length: batch }, () => prompt);
@@ -200,10 +200,14 @@ const suite: BenchSuite = {
   description: 'training step beside PyTorch, and stories260K generation tokens/s (CPU)',
   async run(ctx) {
     const records: BenchRecord[] = [];
-    records.push(await trainStep(ctx, info().cpu.threads));
-    if (info().cuda.devices.length > 0) records.push(...(await gpuRecords(ctx)));
+    // MODEL_BENCH_SKIP=cpu,generate leaves out the CPU cases and the GPU decode (a short GPU loan: training only).
+    const skip = new Set((process.env.MODEL_BENCH_SKIP ?? '').split(','));
+    if (skip.has('cpu')) ctx.log('MODEL_BENCH_SKIP: the CPU cases are left out');
+    else records.push(await trainStep(ctx, info().cpu.threads));
+    if (info().cuda.devices.length > 0) records.push(...(await gpuRecords(ctx, skip.has('generate'))));
     else ctx.log('no CUDA device: the Qwen3-0.6B-shaped GPU cases are skipped');
     const modelDir = [dir, join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K')].find((d) => existsSync(join(d, 'model.bin')));
+    if (skip.has('cpu')) return records;
     if (!modelDir) {
       ctx.log('stories260K is absent (shared/models/stories260K): nothing to time');
       return records;

@@ -364,6 +364,7 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
           const float e = m_new == -INFINITY || lane >= nk ? 0.f : exp2f(x - m_new);
           if (lane < nk) ss[r * kTileK + lane] = e;
           const float sum = warp_sum(e);
+          __syncwarp();  // every lane has read ms[r] before lane 0 replaces it
           if (lane == 0) {
             const float alpha = m_old == -INFINITY ? 0.f : exp2f(m_old - m_new);
             ls[r] = ls[r] * alpha + sum;
@@ -376,9 +377,11 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
         if (pv_active) {
 #pragma unroll
           for (int r = 0; r < kFastRows; ++r) {
-            const float alpha = r < rows ? as[r] : 1.f;
+            if (r < rows) {
+              const float alpha = as[r];
 #pragma unroll
-            for (int e = 0; e < 8; ++e) acc[r][e] *= alpha;
+              for (int e = 0; e < 8; ++e) acc[r][e] *= alpha;
+            }
           }
 #pragma unroll 4
           for (int kk = slice; kk < nk; kk += slices) {

@@ -71,6 +71,17 @@ for (const dtype of ['f32', 'bf16']) section('policyLoss', () => {
   results.at(-1).memory = { before, after };
   for (const t of [hidden, weight, targets, dHiddenOut, dWeightOut]) t.dispose();
 });
+// policy loss at the RL objective's GPU target shape (Qwen-sized head): T = 16384, H = 4096, V = 151936, bf16.
+section('policyLossLarge', () => {
+  const [T, H, V] = SMALL ? [64, 32, 100] : [16384, 4096, 151936];
+  const hidden = cuda(rand(T * H, 21), [T, H], 'bf16'), weight = cuda(rand(V * H, 22), [V, H], 'bf16');
+  const targets = Tensor.from(Int32Array.from({ length: T }, (_, i) => (i * 7919) % V), [T], { dtype: 'i32', device: DEV });
+  const advantages = Float32Array.from({ length: T }, (_, i) => Math.sin(i));
+  const dHiddenOut = Tensor.empty([T, H], { device: DEV }), dWeightOut = Tensor.empty([V, H], { device: DEV });
+  const run = () => { const r = ops.policyLoss({ hidden, weight, targets, advantages, cuSeqlens: [0, T], dHiddenOut, dWeightOut }); for (const t of [r.loss, r.nll, r.logp, r.entropy]) t.dispose(); };
+  time(`policyLoss bf16 T=${T} H=${H} V=${V}`, run, 1, (ms) => ({ 'TFLOP/s': (6 * T * H * V) / ms / 1e9 }));
+  for (const t of [hidden, weight, targets, dHiddenOut, dWeightOut]) t.dispose();
+});
 // paged-KV decode: Hq 32, Hkv 8, D 128, bf16, block 16; GB/s of K/V read (each cached byte once).
 for (const [batch, context] of SMALL ? [[2, 256]] : [[1, 4096], [16, 4096], [1, 32768], [16, 32768]]) section('kv', () => {
   const hq = 32, hkv = 8, D = 128, bs = 16;

@@ -2,7 +2,7 @@
 # One GPU pass on a machine with nvcc and a CUDA driver: build the addon with CUDA for the local card, run every test
 # suite with QWENLONG_DEVICE=cuda (each suite's CUDA-vs-CPU-twin blocks run), then the standalone kernel checks.
 # Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing model
-#   (default: build test checks)
+#   (default: build test checks). MODEL_BENCH_SKIP=cpu,generate narrows the model step to the GPU training step.
 # Node must be on PATH. Logs go to LOGDIR (default ./gpu-logs).
 set -uo pipefail
 LOG=${1:-gpu-logs}; shift || true

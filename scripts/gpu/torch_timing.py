@@ -60,8 +60,30 @@ def other_sections():
         res[-1]['peakExtraMiB'] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
         print('  peak extra MiB', res[-1]['peakExtraMiB'])
 
-if ONLY != 'kv':
+SECTIONS = ONLY.split(',') if ONLY else None  # None: every section; else e.g. 'kv' or 'policyLossLarge,kv'
+if SECTIONS is None:
     other_sections()
+if SECTIONS is None or 'policyLossLarge' in SECTIONS:
+    T, H, V = 16384, 4096, 151936
+    h = (torch.randn(T, H, device=dev) * 0.1).to(torch.bfloat16).requires_grad_()
+    w = (torch.randn(V, H, device=dev) * 0.1).to(torch.bfloat16).requires_grad_()
+    tg = torch.randint(0, V, (T,), device=dev); adv = torch.randn(T, device=dev)
+    def step():
+        logits = (h @ w.t()).float()
+        logp = torch.log_softmax(logits, -1).gather(1, tg[:, None])[:, 0]
+        ratio = torch.exp(logp - logp.detach())
+        loss = -(torch.minimum(ratio * adv, torch.clamp(ratio, 0.8, 1.28) * adv)).mean()
+        loss.backward()
+        h.grad = None; w.grad = None
+    torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+    time(f'policyLoss bf16 T={T} H={H} V={V}', step, 1, lambda ms: {'TFLOP/s': 6 * T * H * V / ms / 1e9})
+    res[-1]['peakExtraMiB'] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    print('  peak extra MiB', res[-1]['peakExtraMiB'])
+    del h, w, tg, adv
+    torch.cuda.empty_cache()
+if SECTIONS is not None and 'kv' not in SECTIONS:
+    if len(sys.argv) > 1: json.dump(res, open(sys.argv[1], 'w'), indent=1)
+    sys.exit(0)
 # The card's read bandwidth: a read-only reduction over 1 GiB (bf16), twenty times the L2.
 big = torch.randn(1 << 29, device=dev, dtype=torch.bfloat16)
 time('read stream bf16 1 GiB', lambda: torch.sum(big, dtype=torch.float32), 20, lambda ms: {'GB/s': big.numel() * 2 / ms / 1e6})

@@ -45,7 +45,10 @@ export interface PolicyLossInput {
   normalizers?: PolicyLossNormalizers;
   /** AEPO: 'zero' keeps negative sequences' tokens in the normalizer but drops their gradient; 'remove' drops both. */
   dropNegative?: false | 'zero' | 'remove';
-  /** Bytes for the f32 logits chunk. Default 128 MiB. */
+  /**
+   * Bytes for the logits chunk (f32, plus a 2-byte copy for bf16/f16 gradients). Default: 128 MiB on the CPU; on
+   * CUDA enough for 2048 rows (a chunk's GEMMs then fill the card: dHidden has only rows x H outputs), at most 2 GiB.
+   */
   workspaceBytes?: number;
   /** Compute dHidden and dWeight (default true). */
   grads?: boolean;
@@ -183,8 +186,8 @@ export function policyLoss(input: PolicyLossInput): PolicyLossOutput {
   const clipLow = checkFinite(op, 'clipLow', opts.clipLow ?? 0.2);
   const clipHigh = checkFinite(op, 'clipHigh', opts.clipHigh ?? 0.28);
   const dualClip = opts.dualClip === undefined ? 0 : checkFinite(op, 'dualClip', opts.dualClip);
-  const workspace = checkFinite(op, 'workspaceBytes', opts.workspaceBytes ?? 128 * 2 ** 20);
   const grads = opts.grads ?? true;
+  const workspace = checkFinite(op, 'workspaceBytes', opts.workspaceBytes ?? defaultWorkspace(device, T, V, hidden.dtype !== 'f32' && grads));
   const dHiddenOut = grads ? checkOut(op, 'dHiddenOut', opts.dHiddenOut, [T, H], 'f32', device) : undefined;
   const dWeightOut = grads ? checkOut(op, 'dWeightOut', opts.dWeightOut, [V, H], 'f32', device) : undefined;
   const owned: Tensor[] = [];
@@ -221,4 +224,12 @@ export function policyLoss(input: PolicyLossInput): PolicyLossOutput {
   } finally {
     for (const t of owned) t.dispose();
   }
+}
+
+/** The default workspace: 128 MiB on the CPU; on CUDA room for min(T, 2048) rows, between 128 MiB and 2 GiB. */
+export function defaultWorkspace(device: Tensor['device'], T: number, V: number, halfCopy: boolean): number {
+  const floor = 128 * 2 ** 20;
+  if (device !== 'cuda') return floor;
+  const rowBytes = V * (4 + (halfCopy ? 2 : 0));
+  return Math.min(2 ** 31, Math.max(floor, Math.min(T, 2048) * rowBytes));
 }
