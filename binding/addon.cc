@@ -9,6 +9,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   qwenlong::register_runtime(env, exports);
   qwenlong::register_add(env, exports);
   qwenlong::register_cast(env, exports);
+  qwenlong::register_sample(env, exports);
   qwenlong::register_rmsnorm(env, exports);
   qwenlong::register_swiglu(env, exports);
   qwenlong::register_rope(env, exports);

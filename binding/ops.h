@@ -28,6 +28,7 @@ void dispatch(Device device, const char* op, Cpu&& cpu, Cuda&& cuda) {
 void register_runtime(Napi::Env env, Napi::Object exports);
 void register_add(Napi::Env env, Napi::Object exports);
 void register_cast(Napi::Env env, Napi::Object exports);
+void register_sample(Napi::Env env, Napi::Object exports);
 void register_rmsnorm(Napi::Env env, Napi::Object exports);
 void register_swiglu(Napi::Env env, Napi::Object exports);
 void register_rope(Napi::Env env, Napi::Object exports);

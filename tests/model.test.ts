@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { AdamW, CausalLM, Llama2cTokenizer, Tensor, gatherRows, loadModel, ops, responseRows, scatterRows, type ModelConfig } from '../src/index.js';
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { parseSafetensors } from '../src/model/safetensors.js';
-import { sample } from '../src/model/model.js';
+import { sample, sampleMany } from '../src/model/model.js';
+import { native } from '../src/native/addon.js';
 import { gpuRun, maxAbsError, roundToHalfReference } from './helpers.js';
 import { Random } from '../src/rl/random.js';
 
@@ -200,6 +201,42 @@ describe('sampling', () => {
         }
       }
     }
+  });
+});
+
+describe('batched sampling', () => {
+  it('sampleMany draws what sample draws row by row (one shared generator, mixed options), natively where it can', () => {
+    const gen = new Random(11);
+    for (const V of [1, 3, 517, 30011]) {
+      const rows = 9;
+      const logits = Float32Array.from({ length: rows * V }, () => (gen.next() - 0.5) * 12);
+      if (V > 1) logits[2 * V] = Number.NEGATIVE_INFINITY; // a token that can never be drawn
+      const options = [[1, 0, 1], [0, 0, 1], [0.7, 0, 1], [1, 5, 1], [1.3, 0, 0.8], [1, 0, 1], [0, 0, 1], [2, 0, 1], [0.7, 0, 1]] as const;
+      const requests = options.map(([temperature, topK, topP], row) => ({ row: rows - 1 - row, temperature, topK, topP }));
+      for (const seed of [1, 2, 3]) {
+        const a = new Random(seed), b = new Random(seed);
+        const batch = sampleMany(logits, V, requests.map((r) => ({ ...r, rng: a })));
+        requests.forEach((r, i) => {
+          const one = sample(logits.subarray(r.row * V, (r.row + 1) * V), r.temperature, r.topK, r.topP, b);
+          expect(batch[i]!.token, `V ${V} row ${r.row}`).toBe(one.token);
+          expect(Math.abs(batch[i]!.logprob - one.logprob)).toBeLessThan(1e-12 * Math.max(1, Math.abs(one.logprob)));
+          expect(Math.abs(batch[i]!.entropy - one.entropy)).toBeLessThan(1e-12 * Math.max(1, one.entropy));
+        });
+        expect(a.next()).toBe(b.next()); // both generators advanced alike
+      }
+    }
+  });
+
+  it('the native sampler refuses malformed arguments with the argument named', () => {
+    const l = new Float32Array(8), f = (n: number) => new Float64Array(n), i = (n: number) => new Int32Array(n);
+    const call = (...args: unknown[]) => (native() as unknown as { sampleRows: (...a: unknown[]) => void }).sampleRows(...args);
+    expect(() => call(l, 3, i(1), 1, f(1), i(1), f(1), f(1))).toThrow(/not a multiple of vocab/);
+    expect(() => call(l, 4, Int32Array.of(2), 1, f(1), i(1), f(1), f(1))).toThrow(/rows\[0\] = 2 is outside \[0, 2\)/);
+    expect(() => call(l, 4, i(1), 1, Float64Array.of(1), i(1), f(1), f(1))).toThrow(/uniforms\[0\]/);
+    expect(() => call(l, 4, i(2), 1, f(2), i(1), f(2), f(2))).toThrow(/'tokens' has 1/);
+    expect(() => call(new Float64Array(8), 4, i(1), 1, f(1), i(1), f(1), f(1))).toThrow(/'logits' must be a Float32Array/);
+    expect(() => call(l, 4, i(1), -1, f(1), i(1), f(1), f(1))).toThrow(/temperature/);
+    expect(() => call(l, 0, i(1), 1, f(1), i(1), f(1), f(1))).toThrow(/vocab/);
   });
 });
 

@@ -6,7 +6,7 @@
  */
 import { PagedKVCache, type PagedKVCacheStats } from '../ops/kv_cache.js';
 import { Random } from '../rl/random.js';
-import { CausalLM, checkSampling, defaultStopIds, sample, type GenerateOptions } from './model.js';
+import { CausalLM, checkSampling, defaultStopIds, sampleMany, type GenerateOptions } from './model.js';
 
 export interface EngineOptions {
   /** Cache blocks (default: room for `maxRunning` sequences of the model's full length, at most 1 GiB of K and V). */
@@ -290,13 +290,18 @@ export class Engine {
       return;
     }
     this.#stats.steps++;
+    const due: [Request, number][] = [];
     batch.forEach((r, row) => {
       if (r.next === undefined) {
         r.fed += tokens[row]!.length;
         this.#stats.promptTokens += tokens[row]!.length;
         if (r.fed < r.prompt.length) return; // more prompt to prefill
       }
-      const pick = sample(logits.subarray(row * V, (row + 1) * V), r.temperature, r.topK, r.topP, r.rng);
+      due.push([r, row]);
+    });
+    const picks = sampleMany(logits, V, due.map(([r, row]) => ({ row, temperature: r.temperature, topK: r.topK, topP: r.topP, rng: r.rng })));
+    due.forEach(([r], k) => {
+      const pick = picks[k]!;
       const g = r.result;
       g.tokens.push(pick.token);
       g.logprobs.push(pick.logprob);

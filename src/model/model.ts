@@ -3,6 +3,7 @@
  * `forward` (full recompute over packed sequences, keeping what `backward` needs), `generate` (batched prefill, then
  * decode, through a paged KV cache) and `extend` (one packed step over a caller's cache: what the Engine schedules).
  */
+import { native } from '../native/addon.js';
 import { Tensor } from '../native/tensor.js';
 import { type Device, defaultDevice, parseDevice } from '../native/device.js';
 import * as ops from '../ops/index.js';
@@ -405,9 +406,10 @@ export class CausalLM {
       for (;;) {
         const next: number[] = [];
         const chosen: number[] = [];
-        for (const [row, b] of step.ids.entries()) {
-          if (!running.includes(b)) continue;
-          const pick = sample(step.logits.subarray(row * c.vocabSize, (row + 1) * c.vocabSize), temperature, topK, topP, rng);
+        const rows = [...step.ids.entries()].filter(([, b]) => running.includes(b));
+        const picks = sampleMany(step.logits, c.vocabSize, rows.map(([row]) => ({ row, temperature, topK, topP, rng })));
+        for (const [k, [, b]] of rows.entries()) {
+          const pick = picks[k]!;
           const g = out[b]!;
           g.tokens.push(pick.token);
           g.logprobs.push(pick.logprob);
@@ -530,7 +532,54 @@ let sampleScratch = new Float64Array(0);
  * threshold are sorted: the threshold falls by 16x until they hold the k tokens or the nucleus, so a 150K-token
  * vocabulary costs a few linear passes, not a full sort.
  */
-export function sample(logits: Float32Array, temperature: number, topK: number, topP: number, rng: Random): { token: number; logprob: number; entropy: number } {
+export function sample(logits: Float32Array, temperature: number, topK: number, topP: number, rng: Random): Pick {
+  return sampleWith(logits, temperature, topK, topP, temperature > 0 ? rng.next() : 0);
+}
+
+export interface Pick {
+  token: number;
+  logprob: number;
+  entropy: number;
+}
+
+/** One row to sample from a batch's logits: its row, its sampling options and its generator. */
+export interface SampleRequest {
+  row: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  rng: Random;
+}
+
+/**
+ * A token for each request, as `sample` would draw it from logits.subarray(row * V, (row + 1) * V) with the request's
+ * generator (each generator advances once per request with temperature > 0, in request order). Rows without top-k
+ * or top-p (the common case, and the costly one at a 150K vocabulary) are sampled natively, spread over the CPU
+ * threads; the rest go through `sample`'s TypeScript.
+ */
+export function sampleMany(logits: Float32Array, V: number, requests: readonly SampleRequest[]): Pick[] {
+  const picks: Pick[] = new Array(requests.length);
+  const uniforms = requests.map((r) => (r.temperature > 0 ? r.rng.next() : 0));
+  const native_: Map<number, number[]> = new Map(); // temperature -> request indices
+  requests.forEach((r, i) => {
+    if (r.topK > 0 || r.topP < 1) picks[i] = sampleWith(logits.subarray(r.row * V, (r.row + 1) * V), r.temperature, r.topK, r.topP, uniforms[i]!);
+    else {
+      const list = native_.get(r.temperature);
+      if (list) list.push(i);
+      else native_.set(r.temperature, [i]);
+    }
+  });
+  for (const [temperature, idx] of native_) {
+    const n = idx.length;
+    const tokens = new Int32Array(n), logprobs = new Float64Array(n), entropies = new Float64Array(n);
+    native().sampleRows(logits, V, Int32Array.from(idx, (i) => requests[i]!.row), temperature, Float64Array.from(idx, (i) => uniforms[i]!), tokens, logprobs, entropies);
+    idx.forEach((i, k) => (picks[i] = { token: tokens[k]!, logprob: logprobs[k]!, entropy: entropies[k]! }));
+  }
+  return picks;
+}
+
+/** `sample` with its uniform drawn already (ignored at temperature 0). */
+export function sampleWith(logits: Float32Array, temperature: number, topK: number, topP: number, u: number): Pick {
   const V = logits.length;
   const inv = temperature > 0 ? 1 / temperature : 1;
   let max = -Infinity;
@@ -553,7 +602,7 @@ export function sample(logits: Float32Array, temperature: number, topK: number, 
   } else if (topK <= 0 && topP >= 1) {
     let total = 0;
     for (let i = 0; i < V; i++) total += p[i]!;
-    let r = rng.next() * total;
+    let r = u * total;
     token = V - 1;
     for (let i = 0; i < V; i++) {
       r -= p[i]!;
@@ -566,7 +615,7 @@ export function sample(logits: Float32Array, temperature: number, topK: number, 
     const order = keptTokens(p, V, topK, topP, pmax);
     let total = 0;
     for (const i of order) total += p[i]!;
-    let r = rng.next() * total;
+    let r = u * total;
     token = order[order.length - 1]!;
     for (const i of order) {
       r -= p[i]!;

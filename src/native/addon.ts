@@ -49,6 +49,7 @@ export interface NativeAddon {
   memcpy(dst: NativeTensorHandle, src: NativeTensorHandle): void;
   add(a: NativeTensorHandle, b: NativeTensorHandle | null, out: NativeTensorHandle | null, alpha: number, beta: number): NativeTensorHandle;
   cast(x: NativeTensorHandle, out: NativeTensorHandle | null, dtype: string): NativeTensorHandle;
+  sampleRows(logits: Float32Array, vocab: number, rows: Int32Array, temperature: number, uniforms: Float64Array, tokens: Int32Array, logprobs: Float64Array, entropies: Float64Array): void;
   rmsNorm(x: H, w: H, eps: number, y: H | null, rrms: H | null): [H, H];
   rmsNormBackward(dy: H, x: H, w: H, rrms: H, dx: H | null, dw: H | null, wantDw: boolean, accumulateDw: boolean): [H, H | null];
   swiglu(gate: H, up: H, out: H | null): H;
