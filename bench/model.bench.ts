@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { info, synchronize } from '../src/native/runtime.js';
+import { formatProfile, info, profile, synchronize } from '../src/native/runtime.js';
 import { AdamW, CausalLM, loadModel } from '../src/model/index.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { expectedShapes } from '../src/model/hf.js';
@@ -79,9 +79,10 @@ async function trainStep(ctx: Parameters<BenchSuite['run']>[0], threads: number)
   const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu' });
   const opt = new AdamW(model.parameters(), { lr: 1e-4 });
   const r = await ctx.time(trainStepOf(model, opt, B, T), { warmup: 1, minSamples: 3, minTimeMs: 0 });
+  const opFigures = profiled(ctx, 'CPU train step', trainStepOf(model, opt, B, T));
   opt.dispose();
   model.dispose();
-  const figures: Record<string, number | string> = { 'tokens/s': (B * T) / (r.medianMs / 1000) };
+  const figures: Record<string, number | string> = { 'tokens/s': (B * T) / (r.medianMs / 1000), ...opFigures };
   const torch = torchBench([{ op: 'train_step', V: 2048, dim: 256, hidden: 688, layers: 4, heads: 8, B, T }], threads, ctx.quick);
   const t = torch?.[0];
   if (t) {
@@ -107,8 +108,18 @@ const QWEN3_06B: ModelConfig = {
   ropeTheta: 1e6, ropeConvention: 'half', rmsEps: 1e-6, tiedEmbeddings: true, qkNorm: true, qkvBias: false,
 };
 
+/** One more run of `step` under the op profiler: the table goes to the log, the six costliest ops to the figures. */
+function profiled(ctx: Parameters<BenchSuite['run']>[0], what: string, step: () => unknown): Record<string, number> {
+  const p = profile(step);
+  ctx.log(`op profile of one ${what}:\n${formatProfile(p, 16)}`);
+  const figures: Record<string, number> = {};
+  for (const o of p.ops.slice(0, 6)) figures[`${o.op} ms`] = o.deviceMs;
+  figures['outside ops ms'] = p.wallMs - p.ops.reduce((a, o) => a + o.hostMs, 0);
+  return figures;
+}
+
 /** The extra figures, or a note saying why there are none (the main figure stays). */
-function splitOrNote(f: () => Record<string, number>): Record<string, number | string> {
+function splitOrNote(f: () => Record<string, number | string>): Record<string, number | string> {
   try {
     return f();
   } catch (e) {
@@ -117,11 +128,11 @@ function splitOrNote(f: () => Record<string, number>): Record<string, number | s
 }
 
 /** A decode step's two halves, over 16 steps after the prefill: the forward (logits on the host) and the sampling. */
-function decodeSplit(model: CausalLM, prompts: number[][], tokens: number): Record<string, number> {
+function decodeSplit(model: CausalLM, prompts: number[][], tokens: number): Record<string, number | string> {
   const c = model.config, V = c.vocabSize, ids = prompts.map((_, b) => b), steps = Math.min(16, tokens);
   const cache = new PagedKVCache({
     layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim, blockSize: 16, dtype: model.dtype, device: model.device,
-    numBlocks: prompts.reduce((n, p) => n + Math.ceil((p.length + steps + 1) / 16), 1),
+    numBlocks: prompts.reduce((n, p) => n + Math.ceil((p.length + steps + 2) / 16), 1),
   });
   try {
     ids.forEach((b) => cache.allocate(b));
@@ -136,7 +147,10 @@ function decodeSplit(model: CausalLM, prompts: number[][], tokens: number): Reco
       forward += performance.now() - b;
       sampling += b - a;
     }
-    return { 'forward ms/step': forward / steps, 'sampling ms/step': sampling / steps };
+    const next = ids.map(() => Int32Array.of(1));
+    const p = profile(() => model.extend(cache, ids, next));
+    const top = p.ops.slice(0, 4).map((o) => `${o.op} ${o.deviceMs.toFixed(2)} ms x${o.calls}`).join(', ');
+    return { 'forward ms/step': forward / steps, 'sampling ms/step': sampling / steps, 'one step: outside ops ms': p.wallMs - p.ops.reduce((a, o) => a + o.hostMs, 0), 'one step: top ops': top };
   } finally {
     cache.dispose();
   }
@@ -173,6 +187,7 @@ async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0], skipGenerate: b
     const step = trainStepOf(model, opt, B, T, phases);
     for (let i = 0; i < 3; i++) step();
     for (const [k, v] of Object.entries(phases)) figures[k] = v / 3;
+    Object.assign(figures, profiled(ctx, `${name} train step`, trainStepOf(model, opt, B, T)));
     opt.dispose();
     records.push({ suite: 'model', case: `${name} train step, ${B}x${T} tokens, bf16 + f32 master (${card.name})`, medianMs: r.medianMs, samples: r.samples, figures });
   }

@@ -4,6 +4,7 @@
 
 #include "cuda/common/device.h"
 #include "cuda/common/error.h"
+#include "cuda/common/profiler.h"
 
 namespace qwenlong {
 
@@ -14,9 +15,11 @@ namespace qwenlong {
 #define QWENLONG_CUDA_CALL(call) (void)0
 #endif
 
-// Runs the CPU or the CUDA implementation for `device`; CUDA work is queued on the compute stream.
+// Runs the CPU or the CUDA implementation for `device`; CUDA work is queued on the compute stream. While the op
+// profiler runs, the call is timed under `op`.
 template <typename Cpu, typename Cuda>
 void dispatch(Device device, const char* op, Cpu&& cpu, Cuda&& cuda) {
+  ProfileScope scope(op, device);
   if (device == Device::cpu) {
     cpu();
     return;

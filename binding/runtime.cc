@@ -1,5 +1,5 @@
-// Runtime functions: device and CPU facts, thread and ISA control, memory statistics, synchronization, and the
-// two measuring sticks the benchmarks need (an empty call, a plain memcpy).
+// Runtime functions: device and CPU facts, thread and ISA control, memory statistics, synchronization, the op
+// profiler, and the two measuring sticks the benchmarks need (an empty call, a plain memcpy).
 #include <cstring>
 #include <string>
 
@@ -7,6 +7,7 @@
 #include "binding/ops.h"
 #include "binding/tensor_handle.h"
 #include "cuda/common/cpu_features.h"
+#include "cuda/common/profiler.h"
 #include "cuda/common/thread_pool.h"
 
 namespace qwenlong {
@@ -82,6 +83,27 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// profilerStart(): clears and starts the op profiler. profilerStop() -> [{ op, device, calls, hostMs, deviceMs }].
+Napi::Value ProfilerStart(const Napi::CallbackInfo& info) {
+  profiler_start();
+  return info.Env().Undefined();
+}
+
+Napi::Value ProfilerStop(const Napi::CallbackInfo& info) {
+  std::vector<OpProfile> rows = profiler_stop();
+  Napi::Array out = Napi::Array::New(info.Env(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("op", rows[i].op);
+    o.Set("device", device_name(rows[i].device));
+    o.Set("calls", static_cast<double>(rows[i].calls));
+    o.Set("hostMs", rows[i].host_ms);
+    o.Set("deviceMs", rows[i].device_ms);
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
 // The cheapest possible call: measures the N-API crossing alone.
 Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
@@ -104,6 +126,8 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New<guarded<SetThreads>>(env, "setThreads"));
   exports.Set("memoryStats", Napi::Function::New<guarded<MemoryStatsFn>>(env, "memoryStats"));
   exports.Set("synchronize", Napi::Function::New<guarded<Synchronize>>(env, "synchronize"));
+  exports.Set("profilerStart", Napi::Function::New<guarded<ProfilerStart>>(env, "profilerStart"));
+  exports.Set("profilerStop", Napi::Function::New<guarded<ProfilerStop>>(env, "profilerStop"));
   exports.Set("emptyCache", Napi::Function::New<guarded<EmptyCache>>(env, "emptyCache"));
   exports.Set("noop", Napi::Function::New(env, Noop, "noop"));
   exports.Set("memcpy", Napi::Function::New<guarded<Memcpy>>(env, "memcpy"));

@@ -5,7 +5,7 @@
  */
 export { Tensor, type DType, type TensorData, type TensorOptions, type TypedArrayOf, DTYPES } from './native/tensor.js';
 export type { Device } from './native/device.js';
-export { info, memoryStats, setThreads, setIsa, synchronize, emptyCache, type Info, type MemoryStats } from './native/runtime.js';
+export { info, memoryStats, setThreads, setIsa, synchronize, emptyCache, profile, formatProfile, type Info, type MemoryStats, type OpProfile, type Profile } from './native/runtime.js';
 export { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, toHalfBits, fromHalfBits, contiguousStrides } from './native/half.js';
 export * as ops from './ops/index.js';
 export { PagedKVCache, type PagedKVCacheOptions, type PagedKVCacheStats } from './ops/kv_cache.js';

@@ -36,6 +36,8 @@ export interface NativeAddon {
   setThreads(threads: number): void;
   memoryStats(device: string): { inUse: number; cached: number; peak: number };
   synchronize(): void;
+  profilerStart(): void;
+  profilerStop(): { op: string; device: 'cpu' | 'cuda'; calls: number; hostMs: number; deviceMs: number }[];
   emptyCache(): void;
   noop(): void;
   kvWrite(poolK: NativeTensorHandle, poolV: NativeTensorHandle, k: NativeTensorHandle, v: NativeTensorHandle, slots: Int32Array): void;

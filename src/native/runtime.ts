@@ -64,3 +64,56 @@ export function synchronize(): void {
 export function emptyCache(): void {
   native().emptyCache();
 }
+
+/** One line of an op profile: an op on one device, summed over its calls. */
+export interface OpProfile {
+  op: string;
+  device: Device;
+  calls: number;
+  /** Wall time inside the calls (launches, allocations, synchronous copies; the whole work on the CPU). */
+  hostMs: number;
+  /** CUDA: time of the op's work on the compute stream (CUDA events); CPU: the host time. */
+  deviceMs: number;
+}
+
+export interface Profile<T> {
+  result: T;
+  /** Wall time of the whole run, the device synchronized at both ends. */
+  wallMs: number;
+  /** One line per (op, device), most device time first. */
+  ops: OpProfile[];
+}
+
+/**
+ * Runs fn under the op profiler: every native op it calls is timed (host time, and CUDA event time on the GPU), with
+ * the device synchronized before and after. Time outside the ops (TypeScript, sampling, host work between launches)
+ * is wallMs minus the sum of hostMs. Profiles do not nest.
+ */
+export function profile<T>(fn: () => T): Profile<T> {
+  const n = native();
+  synchronize();
+  n.profilerStart();
+  let stopped = false;
+  try {
+    const t0 = performance.now();
+    const result = fn();
+    synchronize();
+    const wallMs = performance.now() - t0;
+    stopped = true;
+    const ops = n.profilerStop().sort((a, b) => b.deviceMs - a.deviceMs);
+    return { result, wallMs, ops };
+  } finally {
+    if (!stopped) n.profilerStop();
+  }
+}
+
+/** A profile as a text table: op, device, calls, device ms, share of the wall time, host ms. */
+export function formatProfile(p: Pick<Profile<unknown>, 'wallMs' | 'ops'>, top = 20): string {
+  const lines = [`${'op'.padEnd(28)} ${'device'.padEnd(6)} ${'calls'.padStart(7)} ${'device ms'.padStart(11)} ${'share'.padStart(7)} ${'host ms'.padStart(10)}`];
+  for (const o of p.ops.slice(0, top)) {
+    lines.push(`${o.op.padEnd(28)} ${o.device.padEnd(6)} ${String(o.calls).padStart(7)} ${o.deviceMs.toFixed(3).padStart(11)} ${((100 * o.deviceMs) / p.wallMs).toFixed(1).padStart(6)}% ${o.hostMs.toFixed(3).padStart(10)}`);
+  }
+  const host = p.ops.reduce((a, o) => a + o.hostMs, 0);
+  lines.push(`wall ${p.wallMs.toFixed(3)} ms; inside ops (host) ${host.toFixed(3)} ms; outside ops ${(p.wallMs - host).toFixed(3)} ms`);
+  return lines.join('\n');
+}
