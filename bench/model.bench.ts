@@ -128,7 +128,7 @@ function splitOrNote(f: () => Record<string, number | string>): Record<string, n
 }
 
 /** A decode step's two halves, over 16 steps after the prefill: the forward (logits on the host) and the sampling. */
-function decodeSplit(model: CausalLM, prompts: number[][], tokens: number): Record<string, number | string> {
+function decodeSplit(model: CausalLM, prompts: number[][], tokens: number, log: (line: string) => void): Record<string, number | string> {
   const c = model.config, V = c.vocabSize, ids = prompts.map((_, b) => b), steps = Math.min(16, tokens);
   const cache = new PagedKVCache({
     layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim, blockSize: 16, dtype: model.dtype, device: model.device,
@@ -149,6 +149,7 @@ function decodeSplit(model: CausalLM, prompts: number[][], tokens: number): Reco
     }
     const next = ids.map(() => Int32Array.of(1));
     const p = profile(() => model.extend(cache, ids, next));
+    log(`op profile of one decode step (batch ${ids.length}):\n${formatProfile(p, 16)}`);
     const top = p.ops.slice(0, 4).map((o) => `${o.op} ${o.deviceMs.toFixed(2)} ms x${o.calls}`).join(', ');
     return { 'forward ms/step': forward / steps, 'sampling ms/step': sampling / steps, 'one step: outside ops ms': p.wallMs - p.ops.reduce((a, o) => a + o.hostMs, 0), 'one step: top ops': top };
   } finally {
@@ -201,7 +202,7 @@ async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0], skipGenerate: b
       case: `${name} generate batch ${batch} x ${tokens} tokens after a 64-token prompt, temperature 1, bf16 (${card.name})`,
       medianMs: r.medianMs,
       samples: r.samples,
-      figures: { 'tokens/s': (batch * tokens) / (r.medianMs / 1000), 'ms/step': r.medianMs / tokens, ...splitOrNote(() => decodeSplit(model, prompts, tokens)) },
+      figures: { 'tokens/s': (batch * tokens) / (r.medianMs / 1000), 'ms/step': r.medianMs / tokens, ...splitOrNote(() => decodeSplit(model, prompts, tokens, (line) => ctx.log(line))) },
     });
   }
   model.dispose();

@@ -96,6 +96,8 @@ if has model; then
   step "bench model (CUDA cases after the CPU ones)"
   timeout ${MODEL_LIMIT:-300} node dist/src/cli/main.js bench model --save > "$LOG/bench-model.log" 2>&1 || status=1
   grep -E "Qwen3|train step|generate" "$LOG/bench-model.log" | head -8
+  # The op profiles the suite logs (one training step, one decode step): where the GPU time goes, op by op.
+  grep -A18 "^op profile" "$LOG/bench-model.log" | grep -v "^--" | head -60
   cp bench/results/model.jsonl "$LOG/" 2> /dev/null || true
 fi
 if has checks-fast; then
