@@ -4,7 +4,8 @@
 // 10,000 random operations; a 4,000,000-token stream through a fixed pool; bad input; and on CUDA, the kernel
 // against the CPU twin.
 import { describe, expect, it } from 'vitest';
-import { PagedKVCache, Tensor, ops } from '../src/index.js';
+import { PagedKVCache, Tensor, info, ops } from '../src/index.js';
+import { defaultSplitSize } from '../src/ops/kv_cache.js';
 import { naiveAttention } from './attention_reference.js';
 import { forEachIsa, gpuRun, maxAbsError, randomArray, rng, roundToHalfReference, withinRule } from './helpers.js';
 
@@ -388,5 +389,19 @@ describe.runIf(gpuRun())('ops.pagedAttention on CUDA against the CPU twin', () =
       cpu.cache.dispose();
       gpu.cache.dispose();
     }
+  });
+});
+
+describe('default partitions', () => {
+  it('CUDA rounds the partitions per item down to whole waves, the CPU rounds up; at least 256 keys a partition', () => {
+    const sms = info().cuda.devices[0]?.smCount ?? 100, threads = info().cpu.threads;
+    // 128 items (16 sequences x 8 kv heads) over 32K keys, block 16.
+    const cudaSplits = Math.floor((24 * sms) / 128);
+    expect(defaultSplitSize(128, 32768, 16, 'cuda')).toBe(Math.ceil(Math.ceil(32768 / cudaSplits) / 16) * 16);
+    const cpuSplits = Math.min(Math.ceil((4 * threads) / 3), 128);
+    expect(defaultSplitSize(3, 32768, 16, 'cpu')).toBe(Math.ceil(Math.ceil(32768 / cpuSplits) / 16) * 16);
+    // More items than lanes: one partition. A short context: partitions of at least 256 keys.
+    expect(defaultSplitSize(1e6, 4096, 16, 'cuda')).toBe(4096);
+    expect(defaultSplitSize(1, 1000, 16, 'cuda')).toBe(Math.ceil(1000 / 3 / 16) * 16);
   });
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, ops, setIsa } from '../src/index.js';
-import type { PolicyLossInput } from '../src/ops/policy_loss.js';
+import { defaultWorkspace, type PolicyLossInput } from '../src/ops/policy_loss.js';
 import { cpuIsas, gpuRun, maxAbsError, rng } from './helpers.js';
 
 type Agg = NonNullable<PolicyLossInput['aggregation']>;
@@ -311,5 +311,16 @@ describe.runIf(gpuRun())('ops.policyLoss on CUDA against the CPU twin', () => {
       expect(maxAbsError(await g.dHidden!.toArray(), await c.dHidden!.toArray())).toBeLessThan(tol);
       expect(maxAbsError(await g.dWeight!.toArray(), await c.dWeight!.toArray())).toBeLessThan(tol);
     }
+  });
+});
+
+describe('default workspace', () => {
+  it('128 MiB on the CPU; on CUDA room for 2048 rows (f32 logits, plus a 2-byte copy for half gradients), 128 MiB to 2 GiB', () => {
+    expect(defaultWorkspace('cpu', 16384, 151936, true)).toBe(128 * 2 ** 20);
+    expect(defaultWorkspace('cuda', 16384, 151936, true)).toBe(2048 * 151936 * 6);
+    expect(defaultWorkspace('cuda', 16384, 151936, false)).toBe(2048 * 151936 * 4);
+    expect(defaultWorkspace('cuda', 2000, 32768, false)).toBe(2000 * 32768 * 4);
+    expect(defaultWorkspace('cuda', 7, 1000, true)).toBe(128 * 2 ** 20);
+    expect(defaultWorkspace('cuda', 4096, 1_000_000, true)).toBe(2 ** 31);
   });
 });
