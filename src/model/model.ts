@@ -560,16 +560,16 @@ export interface SampleRequest {
 export function sampleMany(logits: Float32Array, V: number, requests: readonly SampleRequest[]): Pick[] {
   const picks: Pick[] = new Array(requests.length);
   const uniforms = requests.map((r) => (r.temperature > 0 ? r.rng.next() : 0));
-  const native_: Map<number, number[]> = new Map(); // temperature -> request indices
+  const byTemperature = new Map<number, number[]>(); // the rows sampled natively, by temperature
   requests.forEach((r, i) => {
     if (r.topK > 0 || r.topP < 1) picks[i] = sampleWith(logits.subarray(r.row * V, (r.row + 1) * V), r.temperature, r.topK, r.topP, uniforms[i]!);
     else {
-      const list = native_.get(r.temperature);
+      const list = byTemperature.get(r.temperature);
       if (list) list.push(i);
-      else native_.set(r.temperature, [i]);
+      else byTemperature.set(r.temperature, [i]);
     }
   });
-  for (const [temperature, idx] of native_) {
+  for (const [temperature, idx] of byTemperature) {
     const n = idx.length;
     const tokens = new Int32Array(n), logprobs = new Float64Array(n), entropies = new Float64Array(n);
     native().sampleRows(logits, V, Int32Array.from(idx, (i) => requests[i]!.row), temperature, Float64Array.from(idx, (i) => uniforms[i]!), tokens, logprobs, entropies);
