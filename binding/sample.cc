@@ -3,8 +3,10 @@
 //            tokens: Int32Array, logprobs: Float64Array, entropies: Float64Array) -> undefined (outputs filled)
 #include "cuda/sample/sample.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "binding/checks.h"
 #include "binding/guard.h"
@@ -45,22 +47,32 @@ Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   for (auto [len, arg] : {std::pair<size_t, const char*>{uniforms.ElementLength(), "uniforms"}, {tokens.ElementLength(), "tokens"},
                           {logprobs.ElementLength(), "logprobs"}, {entropies.ElementLength(), "entropies"}})
     if (static_cast<int64_t>(len) != n) throw_range(std::string(op) + ": '" + arg + "' has " + std::to_string(len) + " elements, 'rows' has " + std::to_string(n));
+  // The indices and uniforms are copied before they are checked, and the results written to the caller's arrays
+  // only at the end: arrays that share memory (or a SharedArrayBuffer changed meanwhile) cannot move a checked row
+  // index out of range while the rows are sampled.
+  std::vector<int32_t> row_ids(rows.Data(), rows.Data() + n);
+  std::vector<double> u(uniforms.Data(), uniforms.Data() + n);
   for (int64_t i = 0; i < n; ++i)
-    if (rows[i] < 0 || rows[i] >= buffer_rows)
-      throw_range(std::string(op) + ": rows[" + std::to_string(i) + "] = " + std::to_string(rows[i]) + " is outside [0, " + std::to_string(buffer_rows) + ")");
+    if (row_ids[i] < 0 || row_ids[i] >= buffer_rows)
+      throw_range(std::string(op) + ": rows[" + std::to_string(i) + "] = " + std::to_string(row_ids[i]) + " is outside [0, " + std::to_string(buffer_rows) + ")");
   for (int64_t i = 0; i < n && temperature > 0; ++i)
-    if (!(uniforms[i] >= 0 && uniforms[i] < 1)) throw_range(std::string(op) + ": uniforms[" + std::to_string(i) + "] is outside [0, 1)");
+    if (!(u[i] >= 0 && u[i] < 1)) throw_range(std::string(op) + ": uniforms[" + std::to_string(i) + "] is outside [0, 1)");
+  std::vector<int32_t> tok(n);
+  std::vector<double> lp(n), ent(n);
   SampleParams p;
   p.logits = logits.Data();
   p.vocab = V;
-  p.rows = rows.Data();
+  p.rows = row_ids.data();
   p.count = n;
   p.temperature = temperature;
-  p.uniforms = uniforms.Data();
-  p.tokens = tokens.Data();
-  p.logprobs = logprobs.Data();
-  p.entropies = entropies.Data();
+  p.uniforms = u.data();
+  p.tokens = tok.data();
+  p.logprobs = lp.data();
+  p.entropies = ent.data();
   sample_rows_cpu(p);
+  std::copy(tok.begin(), tok.end(), tokens.Data());
+  std::copy(lp.begin(), lp.end(), logprobs.Data());
+  std::copy(ent.begin(), ent.end(), entropies.Data());
   return info.Env().Undefined();
 }
 

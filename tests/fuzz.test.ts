@@ -106,7 +106,7 @@ function targets(): Target[] {
   list.push({ name: 'Tensor.zeros', label: /Tensor\.zeros|QWENLONG/, call: (a) => Tensor.zeros(...(a as [never])) });
   list.push({ name: 'Tensor.empty', label: /Tensor\.empty|QWENLONG/, call: (a) => Tensor.empty(...(a as [never])) });
   const labels: Record<string, RegExp> = {
-    add: /ops\.add/, matmul: /ops\.matmul/, sampleRows: /sampleRows|hostile/, fromArray: /Tensor\.from|hostile/, empty: /Tensor\.empty|hostile/, memcpy: /memcpy/, setIsa: /setIsa/,
+    add: /ops\.add/, matmul: /ops\.matmul/, sampleRows: /sampleRows|hostile/, profilerStart: /profile/, profilerStop: /profile/, fromArray: /Tensor\.from|hostile/, empty: /Tensor\.empty|hostile/, memcpy: /memcpy/, setIsa: /setIsa/,
     setThreads: /setThreads/, memoryStats: /memoryStats/, kvWrite: /kvCache\.write|hostile/, kvCopyBlocks: /kvCache\.copyBlocks|hostile/, readStream: /readStream|hostile/,
   };
   // Every other native op function reports as ops.<name> (rope's inverse as ropeBackward, gradNorm's clip as clipGrad).

@@ -237,6 +237,18 @@ describe('batched sampling', () => {
     expect(() => call(new Float64Array(8), 4, i(1), 1, f(1), i(1), f(1), f(1))).toThrow(/'logits' must be a Float32Array/);
     expect(() => call(l, 4, i(1), -1, f(1), i(1), f(1), f(1))).toThrow(/temperature/);
     expect(() => call(l, 0, i(1), 1, f(1), i(1), f(1), f(1))).toThrow(/vocab/);
+    // Outputs that share memory with the inputs: the row indices are read once, checked, then sampled.
+    const V = 1000, rows = 64, logits = Float32Array.from({ length: 2 * V }, (_, k) => Math.sin(k));
+    const shared = new Int32Array(rows); // rows[k] = k % 2, and the tokens land on top of them
+    shared.forEach((_, k) => (shared[k] = k % 2));
+    const u = Float64Array.from({ length: rows }, (_, k) => (k + 0.5) / rows);
+    const lp = f(rows), ent = f(rows);
+    call(logits, V, shared, 1, u, shared, lp, ent);
+    for (let k = 0; k < rows; k++) {
+      expect(shared[k]).toBeGreaterThanOrEqual(0);
+      expect(shared[k]).toBeLessThan(V);
+      expect(Number.isFinite(lp[k]!) && Number.isFinite(ent[k]!)).toBe(true);
+    }
   });
 });
 

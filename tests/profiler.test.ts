@@ -1,6 +1,7 @@
 // The op profiler: every native op called inside profile() is counted and timed per (op, device); nothing outside.
 import { describe, expect, it } from 'vitest';
 import { Tensor, formatProfile, ops, profile } from '../src/index.js';
+import { native } from '../src/native/addon.js';
 import { gpuRun, randomArray } from './helpers.js';
 
 describe('profile', () => {
@@ -27,8 +28,17 @@ describe('profile', () => {
     const table = formatProfile(p);
     expect(table).toMatch(/ops\.matmul\s+cpu\s+3 /);
     expect(table).toMatch(/^wall [\d.]+ ms; inside ops \(host\)/m);
-    ops.add(a, a).dispose(); // after: not recorded
-    expect(profile(() => 0).ops).toEqual([]);
+    ops.add(a, a).dispose(); // after: not recorded (read without starting a new profile, which would clear it)
+    expect(native().profilerStop()).toEqual([]);
+    a.dispose();
+  });
+
+  it('refuses a nested profile and an asynchronous function, and stays usable', () => {
+    const a = Tensor.from(randomArray(16, 4), [16], { device: 'cpu' });
+    expect(() => profile(() => profile(() => 0))).toThrow(/already running/);
+    expect(() => profile(() => Promise.resolve(1))).toThrow(/Promise/);
+    const p = profile(() => ops.add(a, a).dispose());
+    expect(p.ops.map((o) => [o.op, o.calls])).toEqual([['ops.add', 1]]);
     a.dispose();
   });
 
@@ -36,7 +46,7 @@ describe('profile', () => {
     const a = Tensor.from(randomArray(16, 2), [16], { device: 'cpu' });
     expect(() => profile(() => { ops.add(a, a).dispose(); throw new Error('inside'); })).toThrow('inside');
     ops.add(a, a).dispose();
-    expect(profile(() => 0).ops).toEqual([]);
+    expect(native().profilerStop()).toEqual([]); // stopped: the add above went unrecorded
     a.dispose();
   });
 

@@ -46,10 +46,15 @@ void fold_pending() {
 #ifdef QWENLONG_HAVE_CUDA
   // Never throws: a pair that cannot be read (a failed launch poisoned the stream) counts its host time only.
   if (!s.pending.empty()) {
+    // A failed call's error is cleared (cudaGetLastError), so that no later op's launch check reports it.
     const bool synced = cudaStreamSynchronize(compute_stream()) == cudaSuccess;
+    if (!synced) cudaGetLastError();
     for (size_t i = 0; i < s.pending.size(); ++i) {
       float ms = 0;
-      if (!synced || cudaEventElapsedTime(&ms, s.events[2 * i], s.events[2 * i + 1]) != cudaSuccess) ms = 0;
+      if (synced && cudaEventElapsedTime(&ms, s.events[2 * i], s.events[2 * i + 1]) != cudaSuccess) {
+        cudaGetLastError();
+        ms = 0;
+      }
       OpProfile& t = total(s.pending[i].op, Device::cuda);
       t.calls += 1;
       t.host_ms += s.pending[i].host_ms;
@@ -63,6 +68,7 @@ void fold_pending() {
 }  // namespace
 
 void profiler_start() {
+  if (g_profiling.load()) throw_range("profile: a profile is already running (profiles do not nest)");
   State& s = state();
   s.totals.clear();
   s.pending.clear();
@@ -94,7 +100,8 @@ void ProfileScope::begin(const char* op, Device device) {
       if (ok) s.events.push_back(e);
     }
     ok = ok && cudaEventRecord(s.events[2 * next], compute_stream()) == cudaSuccess;
-    if (!ok) {  // profiling must not make an op fail: this call goes unrecorded
+    if (!ok) {  // profiling must not make an op fail: this call goes unrecorded, and the error is cleared
+      cudaGetLastError();
       active_ = false;
       return;
     }
@@ -107,7 +114,8 @@ void ProfileScope::begin(const char* op, Device device) {
 
 void ProfileScope::end() {
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
-  if (device_ == Device::cpu || record_ < 0) {
+  if (device_ == Device::cuda && record_ < 0) return;  // a CUDA call on a build without CUDA: it only threw
+  if (device_ == Device::cpu) {
     OpProfile& t = total(op_, Device::cpu);
     t.calls += 1;
     t.host_ms += ms;
@@ -119,7 +127,10 @@ void ProfileScope::end() {
   if (record_ < static_cast<int64_t>(s.pending.size()) && s.pending[record_].op == op_) {
     s.pending[record_].host_ms = ms;
     // A failed launch can leave the stream unusable: then the pair is dropped rather than throwing from a destructor.
-    if (cudaEventRecord(s.events[2 * record_ + 1], compute_stream()) != cudaSuccess) s.pending.resize(record_);
+    if (cudaEventRecord(s.events[2 * record_ + 1], compute_stream()) != cudaSuccess) {
+      cudaGetLastError();
+      s.pending.resize(record_);
+    }
   }
 #endif
 }

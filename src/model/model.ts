@@ -630,8 +630,9 @@ export function sampleWith(logits: Float32Array, temperature: number, topK: numb
 
 /** The top-k, then top-p prefix of the tokens by (probability descending, index ascending). */
 function keptTokens(p: Float64Array, V: number, topK: number, topP: number, pmax: number): number[] {
-  for (let t = pmax / 16; ; t /= 16) {
-    const all = !(t > 0) || t < Number.MIN_VALUE * 16;
+  for (let t = pmax / 16, round = 0; ; t /= 16, round++) {
+    // After six rounds (t below pmax / 16^6) every token is a candidate: a few linear passes at most, then one sort.
+    const all = !(t > 0) || round >= 6;
     const cand: number[] = [];
     for (let i = 0; i < V; i++) if (all || p[i]! >= t) cand.push(i);
     if (!all && topK > 0 && cand.length < topK && cand.length < V) continue;

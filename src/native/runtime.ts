@@ -87,7 +87,7 @@ export interface Profile<T> {
 /**
  * Runs fn under the op profiler: every native op it calls is timed (host time, and CUDA event time on the GPU), with
  * the device synchronized before and after. Time outside the ops (TypeScript, sampling, host work between launches)
- * is wallMs minus the sum of hostMs. Profiles do not nest.
+ * is wallMs minus the sum of hostMs. Profiles do not nest (a nested call throws); fn must be synchronous.
  */
 export function profile<T>(fn: () => T): Profile<T> {
   const n = native();
@@ -97,6 +97,7 @@ export function profile<T>(fn: () => T): Profile<T> {
   try {
     const t0 = performance.now();
     const result = fn();
+    if (result instanceof Promise) throw new TypeError('profile: fn returned a Promise; profile a synchronous run (the ops after its first await would be missed)');
     synchronize();
     const wallMs = performance.now() - t0;
     stopped = true;
