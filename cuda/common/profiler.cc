@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "cuda/common/cuda_util.h"
+#include "cuda/common/error.h"
 
 namespace qwenlong {
 
