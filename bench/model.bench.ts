@@ -15,7 +15,7 @@ import type { ModelConfig } from '../src/model/config.js';
 import { expectedShapes } from '../src/model/hf.js';
 import * as ops from '../src/ops/index.js';
 import { PagedKVCache } from '../src/ops/kv_cache.js';
-import { sample } from '../src/model/model.js';
+import { sampleMany } from '../src/model/model.js';
 import { Random } from '../src/rl/random.js';
 import { torchBench } from '../src/bench/torch.js';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
@@ -141,7 +141,7 @@ function decodeSplit(model: CausalLM, prompts: number[][], tokens: number, log: 
     let sampling = 0, forward = 0;
     for (let i = 0; i < steps; i++) {
       const a = performance.now();
-      const next = ids.map((_, row) => Int32Array.of(sample(step.logits.subarray(row * V, (row + 1) * V), 1, 0, 1, rng).token));
+      const next = sampleMany(step.logits, V, ids.map((row) => ({ row, temperature: 1, topK: 0, topP: 1, rng }))).map((p) => Int32Array.of(p.token));
       const b = performance.now();
       step = model.extend(cache, ids, next);
       forward += performance.now() - b;

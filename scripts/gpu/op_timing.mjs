@@ -57,31 +57,21 @@ for (const [T, causal] of SMALL ? [[64, true]] : [[4096, false], [4096, true], [
   time(`attention bwd bf16 T=${T} causal=${causal}`, () => { const g = ops.attentionBackward(dOut, q, k, v, fwd.out, fwd.lse, opts); g.dq.dispose(); g.dk.dispose(); g.dv.dispose(); }, 3, (ms) => ({ 'TFLOP/s': 2.5 * flops / ms / 1e9 }));
   for (const t of [q, k, v, dOut, fwd.out, fwd.lse]) t.dispose();
 });
-// policy loss: T = 4096, H = 1024, V = 32768, forward + both gradients, no logits in memory.
-for (const dtype of ['f32', 'bf16']) section('policyLoss', () => {
-  const [T, H, V] = SMALL ? [64, 32, 100] : [4096, 1024, 32768];
-  const hidden = cuda(rand(T * H, 9), [T, H], dtype), weight = cuda(rand(V * H, 10), [V, H], dtype);
+// policy loss, forward + both gradients, no logits in memory; the allocator's statistics before and after.
+function policyLossCase(name, [T, H, V], dtype, iters, seed) {
+  const hidden = cuda(rand(T * H, seed), [T, H], dtype), weight = cuda(rand(V * H, seed + 1), [V, H], dtype);
   const targets = Tensor.from(Int32Array.from({ length: T }, (_, i) => (i * 7919) % V), [T], { dtype: 'i32', device: DEV });
   const advantages = Float32Array.from({ length: T }, (_, i) => Math.sin(i));
   const dHiddenOut = Tensor.empty([T, H], { device: DEV }), dWeightOut = Tensor.empty([V, H], { device: DEV });
   const before = memoryStats(DEV);
   const run = () => { const r = ops.policyLoss({ hidden, weight, targets, advantages, cuSeqlens: [0, T], dHiddenOut, dWeightOut }); for (const t of [r.loss, r.nll, r.logp, r.entropy]) t.dispose(); };
-  time(`policyLoss ${dtype} T=4096 H=1024 V=32768`, run, 3, (ms) => ({ 'TFLOP/s': (6 * T * H * V) / ms / 1e9 }));
-  const after = memoryStats(DEV);
-  results.at(-1).memory = { before, after };
+  time(name, run, iters, (ms) => ({ 'TFLOP/s': (6 * T * H * V) / ms / 1e9 }));
+  results.at(-1).memory = { before, after: memoryStats(DEV) };
   for (const t of [hidden, weight, targets, dHiddenOut, dWeightOut]) t.dispose();
-});
-// policy loss at the RL objective's GPU target shape (Qwen-sized head): T = 16384, H = 4096, V = 151936, bf16.
-section('policyLossLarge', () => {
-  const [T, H, V] = SMALL ? [64, 32, 100] : [16384, 4096, 151936];
-  const hidden = cuda(rand(T * H, 21), [T, H], 'bf16'), weight = cuda(rand(V * H, 22), [V, H], 'bf16');
-  const targets = Tensor.from(Int32Array.from({ length: T }, (_, i) => (i * 7919) % V), [T], { dtype: 'i32', device: DEV });
-  const advantages = Float32Array.from({ length: T }, (_, i) => Math.sin(i));
-  const dHiddenOut = Tensor.empty([T, H], { device: DEV }), dWeightOut = Tensor.empty([V, H], { device: DEV });
-  const run = () => { const r = ops.policyLoss({ hidden, weight, targets, advantages, cuSeqlens: [0, T], dHiddenOut, dWeightOut }); for (const t of [r.loss, r.nll, r.logp, r.entropy]) t.dispose(); };
-  time(`policyLoss bf16 T=${T} H=${H} V=${V}`, run, 1, (ms) => ({ 'TFLOP/s': (6 * T * H * V) / ms / 1e9 }));
-  for (const t of [hidden, weight, targets, dHiddenOut, dWeightOut]) t.dispose();
-});
+}
+// T = 4096, H = 1024, V = 32768 in f32 and bf16; the RL objective's GPU target shape (Qwen-sized head) in bf16.
+for (const dtype of ['f32', 'bf16']) section('policyLoss', () => policyLossCase(`policyLoss ${dtype} T=4096 H=1024 V=32768`, SMALL ? [64, 32, 100] : [4096, 1024, 32768], dtype, 3, 9));
+section('policyLossLarge', () => policyLossCase('policyLoss bf16 T=16384 H=4096 V=151936', SMALL ? [64, 32, 100] : [16384, 4096, 151936], 'bf16', 1, 21));
 // paged-KV decode: Hq 32, Hkv 8, D 128, bf16, block 16; GB/s of K/V read (each cached byte once).
 for (const [batch, context] of SMALL ? [[2, 256]] : [[1, 4096], [16, 4096], [1, 32768], [16, 32768]]) section('kv', () => {
   const hq = 32, hkv = 8, D = 128, bs = 16;

@@ -44,29 +44,12 @@ def other_sections():
             time(f'attention bwd bf16 T={T} causal={causal}', lambda: torch.autograd.grad(o, (q, k, v), do, retain_graph=True), 3, lambda ms: {'TFLOP/s': 2.5 * flops / ms / 1e9})
         del q, k, v, do, o
     for dt in [torch.float32, torch.bfloat16]:
-        T, H, V = 4096, 1024, 32768
-        h = (torch.randn(T, H, device=dev) * 0.1).to(dt).requires_grad_()
-        w = (torch.randn(V, H, device=dev) * 0.1).to(dt).requires_grad_()
-        tg = torch.randint(0, V, (T,), device=dev); adv = torch.randn(T, device=dev)
-        def step():
-            logits = (h @ w.t()).float()
-            logp = torch.log_softmax(logits, -1).gather(1, tg[:, None])[:, 0]
-            ratio = torch.exp(logp - logp.detach())
-            loss = -(torch.minimum(ratio * adv, torch.clamp(ratio, 0.8, 1.28) * adv)).mean()
-            loss.backward()
-            h.grad = None; w.grad = None
-        torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
-        time(f"policyLoss {'f32' if dt == torch.float32 else 'bf16'} T=4096 H=1024 V=32768", step, 3, lambda ms: {'TFLOP/s': 6 * T * H * V / ms / 1e9})
-        res[-1]['peakExtraMiB'] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
-        print('  peak extra MiB', res[-1]['peakExtraMiB'])
+        policy_loss(4096, 1024, 32768, dt, 3)
 
-SECTIONS = ONLY.split(',') if ONLY else None  # None: every section; else e.g. 'kv' or 'policyLossLarge,kv'
-if SECTIONS is None:
-    other_sections()
-if SECTIONS is None or 'policyLossLarge' in SECTIONS:
-    T, H, V = 16384, 4096, 151936
-    h = (torch.randn(T, H, device=dev) * 0.1).to(torch.bfloat16).requires_grad_()
-    w = (torch.randn(V, H, device=dev) * 0.1).to(torch.bfloat16).requires_grad_()
+def policy_loss(T, H, V, dt, iters):
+    """Forward and backward with the logits materialized in f32 (PyTorch's way), and its peak extra memory."""
+    h = (torch.randn(T, H, device=dev) * 0.1).to(dt).requires_grad_()
+    w = (torch.randn(V, H, device=dev) * 0.1).to(dt).requires_grad_()
     tg = torch.randint(0, V, (T,), device=dev); adv = torch.randn(T, device=dev)
     def step():
         logits = (h @ w.t()).float()
@@ -76,27 +59,34 @@ if SECTIONS is None or 'policyLossLarge' in SECTIONS:
         loss.backward()
         h.grad = None; w.grad = None
     torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
-    time(f'policyLoss bf16 T={T} H={H} V={V}', step, 1, lambda ms: {'TFLOP/s': 6 * T * H * V / ms / 1e9})
+    time(f"policyLoss {'f32' if dt == torch.float32 else 'bf16'} T={T} H={H} V={V}", step, iters, lambda ms: {'TFLOP/s': 6 * T * H * V / ms / 1e9})
     res[-1]['peakExtraMiB'] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
     print('  peak extra MiB', res[-1]['peakExtraMiB'])
     del h, w, tg, adv
     torch.cuda.empty_cache()
-if SECTIONS is not None and 'kv' not in SECTIONS:
-    if len(sys.argv) > 1: json.dump(res, open(sys.argv[1], 'w'), indent=1)
-    sys.exit(0)
-# The card's read bandwidth: a read-only reduction over 1 GiB (bf16), twenty times the L2.
-big = torch.randn(1 << 29, device=dev, dtype=torch.bfloat16)
-time('read stream bf16 1 GiB', lambda: torch.sum(big, dtype=torch.float32), 20, lambda ms: {'GB/s': big.numel() * 2 / ms / 1e6})
-del big
-# decode over a contiguous bf16 cache (B, Hkv, T, D), GQA by a grouped matmul: reads K and V once.
-for B, T in [(1, 4096), (16, 4096), (1, 32768), (16, 32768)]:
-    Hq, Hkv, D = 32, 8, 128
-    k = torch.randn(B, Hkv, T, D, device=dev, dtype=torch.bfloat16); v = torch.randn_like(k)
-    q = torch.randn(B, Hkv, Hq // Hkv, D, device=dev, dtype=torch.bfloat16)
-    def decode():
-        s = torch.matmul(q, k.transpose(-1, -2)) * (D ** -0.5)
-        return torch.matmul(torch.softmax(s.float(), -1).to(torch.bfloat16), v)
-    nbytes = 2 * B * T * Hkv * D * 2
-    time(f'paged decode bf16 batch {B} context {T}', decode, 20, lambda ms: {'GB/s': nbytes / ms / 1e6})
-    del k, v, q
+
+def kv_section():
+    # The card's read bandwidth: a read-only reduction over 1 GiB (bf16), twenty times the L2.
+    big = torch.randn(1 << 29, device=dev, dtype=torch.bfloat16)
+    time('read stream bf16 1 GiB', lambda: torch.sum(big, dtype=torch.float32), 20, lambda ms: {'GB/s': big.numel() * 2 / ms / 1e6})
+    del big
+    # decode over a contiguous bf16 cache (B, Hkv, T, D), GQA by a grouped matmul: reads K and V once.
+    for B, T in [(1, 4096), (16, 4096), (1, 32768), (16, 32768)]:
+        Hq, Hkv, D = 32, 8, 128
+        k = torch.randn(B, Hkv, T, D, device=dev, dtype=torch.bfloat16); v = torch.randn_like(k)
+        q = torch.randn(B, Hkv, Hq // Hkv, D, device=dev, dtype=torch.bfloat16)
+        def decode():
+            s = torch.matmul(q, k.transpose(-1, -2)) * (D ** -0.5)
+            return torch.matmul(torch.softmax(s.float(), -1).to(torch.bfloat16), v)
+        nbytes = 2 * B * T * Hkv * D * 2
+        time(f'paged decode bf16 batch {B} context {T}', decode, 20, lambda ms: {'GB/s': nbytes / ms / 1e6})
+        del k, v, q
+
+SECTIONS = ONLY.split(',') if ONLY else None  # None: every section; else e.g. 'kv' or 'policyLossLarge,kv'
+if SECTIONS is None:
+    other_sections()
+if SECTIONS is None or 'policyLossLarge' in SECTIONS:
+    policy_loss(16384, 4096, 151936, torch.bfloat16, 1)
+if SECTIONS is None or 'kv' in SECTIONS:
+    kv_section()
 if len(sys.argv) > 1: json.dump(res, open(sys.argv[1], 'w'), indent=1)
