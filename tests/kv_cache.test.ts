@@ -362,8 +362,12 @@ describe('PagedKVCache and ops.pagedAttention bad input', () => {
   });
 });
 
-describe.runIf(gpuRun())('ops.pagedAttention on CUDA against the CPU twin', () => {
+// Each kernel in turn: the default (tensor cores for bf16/f16 with head dims that are multiples of 8), the tensor-core
+// kernel with two and three stages per warp forced, and the SIMT kernels (QWENLONG_PAGED_KERNEL is read per call).
+describe.runIf(gpuRun()).each(['auto', 'mma2', 'mma3', 'tiled'])('ops.pagedAttention on CUDA against the CPU twin (kernel %s)', (kernel) => {
   it('bf16 and f16, block sizes 8/16/32, GQA, partitions, forks, prefill chunks', async () => {
+    if (kernel === 'auto') delete process.env.QWENLONG_PAGED_KERNEL;
+    else process.env.QWENLONG_PAGED_KERNEL = kernel;
     const cases: Case[] = [
       { lensK: [1, 37, 700, 16], lensQ: [1, 1, 1, 1], hq: 8, hkv: 2, d: 128, bs: 16, seed: 21, dtype: 'bf16', split: 128 },
       { lensK: [300, 64], lensQ: [40, 64], hq: 6, hkv: 2, d: 64, bs: 8, seed: 22, dtype: 'f16' },
@@ -372,6 +376,11 @@ describe.runIf(gpuRun())('ops.pagedAttention on CUDA against the CPU twin', () =
       // Groups of 5 (rows of a tile left idle) and of 16 (two passes of rows over the same keys), a long prefill.
       { lensK: [500, 20], lensQ: [100, 20], hq: 10, hkv: 2, d: 64, bs: 16, seed: 25, dtype: 'bf16' },
       { lensK: [333, 1], lensQ: [2, 1], hq: 16, hkv: 1, d: 40, bs: 8, seed: 26, dtype: 'f16', split: 64 },
+      // The benchmark's shape (G = 4, D = 128) with default partitions and ragged last tiles; one query head per kv
+      // head (16 query tokens a pass, the causal limit differing row by row); G = 32 (two passes of 16 rows).
+      { lensK: [90, 3000, 17], lensQ: [1, 1, 1], hq: 32, hkv: 8, d: 128, bs: 16, seed: 27, dtype: 'bf16' },
+      { lensK: [200, 77], lensQ: [50, 77], hq: 2, hkv: 2, d: 128, bs: 32, seed: 28, dtype: 'f16' },
+      { lensK: [70, 33], lensQ: [3, 33], hq: 32, hkv: 1, d: 64, bs: 8, seed: 29, dtype: 'bf16', split: 32 },
     ];
     for (const c of cases) {
       const cpu = build(c, 'cpu'), gpu = build(c, 'cuda');
@@ -389,6 +398,7 @@ describe.runIf(gpuRun())('ops.pagedAttention on CUDA against the CPU twin', () =
       cpu.cache.dispose();
       gpu.cache.dispose();
     }
+    delete process.env.QWENLONG_PAGED_KERNEL;
   });
 });
 

@@ -12,6 +12,8 @@
 //   P V:     a thread owns 8 consecutive dims of a V row for a slice of the tile's keys and keeps every row's partial
 //            accumulator in registers; the slices are summed in shared memory at the end of a pass.
 // Other head dims (paged_general_kernel): a warp per row, dims across lanes, K/V blocks staged in shared memory.
+// bf16/f16 with head dims that are multiples of 8 go to the tensor-core kernel of kv_paged_mma.cu first; these SIMT
+// kernels take f32, the other head dims, and every case under QWENLONG_PAGED_KERNEL=tiled.
 // Partitions of a sequence run in parallel (flash-decoding) and a second kernel merges them.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -23,6 +25,7 @@
 #include "cuda/common/cuda_util.h"
 #include "cuda/common/device.h"
 #include "cuda/kv_cache/kv_cache.h"
+#include "cuda/kv_cache/kv_cache_cuda.cuh"
 
 namespace qwenlong {
 
@@ -150,23 +153,9 @@ __global__ void __launch_bounds__(kThreads) paged_general_kernel(const PagedAtte
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const int64_t r = rb + warp * kRowsPerWarp + i;
       if (r >= R) continue;
-      const int64_t row = q0 + t0 + r / G, h = kvh * G + r % G;
-      if (p.num_splits == 1) {
-        T* out = static_cast<T*>(p.out) + (row * p.heads_q + h) * D;
-        const float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
 #pragma unroll
-        for (int e = 0; e < kDimsPerLane; ++e)
-          if (lane + 32 * e < D) out[lane + 32 * e] = from_f32<T>(acc[i][e] * inv);
-      } else {
-        const int64_t slot = (split * p.total_q + row) * p.heads_q + h;
-        if (lane == 0) {
-          p.ws_ml[2 * slot] = m[i];
-          p.ws_ml[2 * slot + 1] = l[i];
-        }
-#pragma unroll
-        for (int e = 0; e < kDimsPerLane; ++e)
-          if (lane + 32 * e < D) p.ws_acc[slot * D + lane + 32 * e] = acc[i][e];
-      }
+      for (int e = 0; e < kDimsPerLane; ++e)
+        if (lane + 32 * e < D) paged::store_row<T>(p, split, q0 + t0 + r / G, kvh * G + r % G, lane + 32 * e, m[i], l[i], acc[i][e]);
     }
   }
 }
@@ -428,17 +417,8 @@ __global__ void __launch_bounds__(kThreads) paged_tiled_kernel(const PagedAttent
             mr = m_fin[i];
             lr = l_fin[i];
           }
-        const int64_t rr = rb + r, row = q0 + t0 + rr / G, h = kvh * G + rr % G;
-        if (p.num_splits == 1) {
-          static_cast<T*>(p.out)[(row * p.heads_q + h) * D + d] = from_f32<T>(lr > 0.f ? a / lr : 0.f);
-        } else {
-          const int64_t slot = (split * p.total_q + row) * p.heads_q + h;
-          if (d == 0) {
-            p.ws_ml[2 * slot] = mr;
-            p.ws_ml[2 * slot + 1] = lr;
-          }
-          p.ws_acc[slot * D + d] = a;
-        }
+        const int64_t rr = rb + r;
+        paged::store_row<T>(p, split, q0 + t0 + rr / G, kvh * G + rr % G, d, mr, lr, a);
       }
     }
   }
@@ -481,20 +461,12 @@ __global__ void paged_merge_kernel(const PagedAttentionParams p) {
 // memory, so that three blocks fit an SM. Returns the bytes opted in.
 template <typename T, int BS>
 int tiled_smem_limit() {
-  static const int limit = [] {
-    int dev = 0, optin = 0;
-    check_cuda(cudaGetDevice(&dev), "ops.pagedAttention");
-    check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "ops.pagedAttention");
-    const int bytes = std::min(optin, tiled_smem_bytes(256, sizeof(T)));
-    check_cuda(cudaFuncSetAttribute(paged_tiled_kernel<T, BS>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "ops.pagedAttention");
-    check_cuda(cudaFuncSetAttribute(paged_tiled_kernel<T, BS>, cudaFuncAttributePreferredSharedMemoryCarveout, 100), "ops.pagedAttention");
-    return bytes;
-  }();
+  static const int limit = paged::opt_in_smem(paged_tiled_kernel<T, BS>, tiled_smem_bytes(256, sizeof(T)));
   return limit;
 }
 
 template <typename T, int BS>
-void launch_paged(PagedAttentionParams p) {
+void launch_simt(PagedAttentionParams p) {
   const int64_t G = p.heads_q / p.heads_kv;
   const int tiled_smem = p.head_dim % 8 == 0 && p.head_dim <= 256 ? tiled_smem_bytes(static_cast<int>(p.head_dim), sizeof(T)) : 0;
   // Head dims the tiled kernel does not take, or whose staged tiles do not fit this card, go to the general kernel.
@@ -519,6 +491,12 @@ void launch_paged(PagedAttentionParams p) {
     kernel<<<grid, kThreads, smem, compute_stream()>>>(p);
   }
   check_launch("ops.pagedAttention");
+}
+
+// The tensor-core kernel (kv_paged_mma.cu) where it applies, else the SIMT kernels; then the partitions' merge.
+template <typename T, int BS>
+void launch_paged(const PagedAttentionParams& p) {
+  if (!paged_attention_mma_cuda(p)) launch_simt<T, BS>(p);
   if (p.num_splits > 1) {
     if (p.heads_q > 65535) throw_range("ops.pagedAttention: too many query heads for one CUDA launch");
     paged_merge_kernel<T><<<dim3(static_cast<unsigned>(p.total_q), static_cast<unsigned>(p.heads_q)), 128, 0, compute_stream()>>>(p);

@@ -74,5 +74,9 @@ double read_stream_cpu(const float* x, int64_t n);
 void kv_write_cuda(const KvWriteParams& p);
 void kv_copy_blocks_cuda(const KvCopyParams& p);
 void paged_attention_cuda(const PagedAttentionParams& p);
+// The tensor-core kernel (kv_paged_mma.cu): launches and returns true for bf16/f16 with head_dim % 8 == 0 up to 256
+// and a 16-byte aligned q on a card with the shared memory it needs; returns false, launching nothing, otherwise.
+// The partitions' merge stays with the caller.
+bool paged_attention_mma_cuda(const PagedAttentionParams& p);
 
 }  // namespace qwenlong

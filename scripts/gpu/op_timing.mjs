@@ -83,7 +83,19 @@ for (const [batch, context] of SMALL ? [[2, 256]] : [[1, 4096], [16, 4096], [1, 
   for (let done = 0; done < context; done += chunk) for (const id of ids) { cache.reserve(id, chunk); cache.write(id, 0, k, v); }
   const q = cuda(rand(batch * hq * D, 13), [batch, hq, D], 'bf16'), out = Tensor.empty([batch, hq, D], { dtype: 'bf16', device: DEV });
   const bytes = 2 * batch * context * hkv * D * 2;
-  time(`paged decode bf16 batch ${batch} context ${context}`, () => ops.pagedAttention(q, cache, 0, ids, { out }), 20, (ms) => ({ 'GB/s': bytes / ms / 1e6 }));
+  // The default kernel (tensor cores), then each kernel forced (QWENLONG_PAGED_KERNEL), one after the other on the
+  // same cache; at 16 x 32K also the default kernel over a range of partition sizes.
+  for (const kernel of ['auto', 'mma2', 'mma3', 'tiled']) {
+    if (kernel === 'auto') delete process.env.QWENLONG_PAGED_KERNEL;
+    else process.env.QWENLONG_PAGED_KERNEL = kernel;
+    const label = kernel === 'auto' ? '' : ` [${kernel}]`;
+    time(`paged decode bf16 batch ${batch} context ${context}${label}`, () => ops.pagedAttention(q, cache, 0, ids, { out }), 20, (ms) => ({ 'GB/s': bytes / ms / 1e6 }));
+  }
+  delete process.env.QWENLONG_PAGED_KERNEL;
+  if (batch === 16 && context === 32768) {
+    for (const splitSize of [512, 1024, 2048, 4096, 8192, 32768])
+      time(`paged decode bf16 batch ${batch} context ${context} split ${splitSize}`, () => ops.pagedAttention(q, cache, 0, ids, { out, splitSize }), 20, (ms) => ({ 'GB/s': bytes / ms / 1e6 }));
+  }
   for (const t of [k, v, q, out]) t.dispose();
   cache.dispose();
 });
