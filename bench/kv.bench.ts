@@ -12,6 +12,7 @@ import { Tensor } from '../src/native/tensor.js';
 import { PagedKVCache } from '../src/ops/kv_cache.js';
 import * as ops from '../src/ops/index.js';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
+import { median } from '../src/bench/stats.js';
 import { seededFloats } from '../src/bench/random.js';
 
 /** Last-level cache bytes (Linux sysfs), or 32 MiB when unknown. */
@@ -26,12 +27,6 @@ function llcBytes(): number {
     }
   }
   return 32 * 1024 ** 2;
-}
-
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 const suite: BenchSuite = {
