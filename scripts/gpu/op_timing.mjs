@@ -73,7 +73,9 @@ function policyLossCase(name, [T, H, V], dtype, iters, seed) {
 for (const dtype of ['f32', 'bf16']) section('policyLoss', () => policyLossCase(`policyLoss ${dtype} T=4096 H=1024 V=32768`, SMALL ? [64, 32, 100] : [4096, 1024, 32768], dtype, 3, 9));
 section('policyLossLarge', () => policyLossCase('policyLoss bf16 T=16384 H=4096 V=151936', SMALL ? [64, 32, 100] : [16384, 4096, 151936], 'bf16', 1, 21));
 // paged-KV decode: Hq 32, Hkv 8, D 128, bf16, block 16; GB/s of K/V read (each cached byte once).
-for (const [batch, context] of SMALL ? [[2, 256]] : [[1, 4096], [16, 4096], [1, 32768], [16, 32768]]) section('kv', () => {
+// OP_TIMING_KV=16x32768 keeps only that case (e.g. under Nsight Compute).
+const KV_CASES = (SMALL ? [[2, 256]] : [[1, 4096], [16, 4096], [1, 32768], [16, 32768]]).filter(([b, c]) => !process.env.OP_TIMING_KV || process.env.OP_TIMING_KV === `${b}x${c}`);
+for (const [batch, context] of KV_CASES) section('kv', () => {
   const hq = 32, hkv = 8, D = 128, bs = 16;
   const cache = new PagedKVCache({ layers: 1, kvHeads: hkv, headDim: D, blockSize: bs, numBlocks: batch * context / bs, dtype: 'bf16', device: DEV });
   const chunk = Math.min(context, 4096);

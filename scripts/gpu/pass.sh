@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One GPU pass on a machine with nvcc and a CUDA driver: build the addon with CUDA for the local card, run every test
 # suite with QWENLONG_DEVICE=cuda (each suite's CUDA-vs-CPU-twin blocks run), then the standalone kernel checks.
-# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing model
-#   (default: build test checks). MODEL_BENCH_SKIP=cpu,generate narrows the model step to the GPU training step.
+# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing kv model
+#   (default: build test checks). kv: paged decode timed per kernel, PyTorch's, Nsight Compute on the default kernel.
+#   MODEL_BENCH_SKIP=cpu,generate narrows the model step to the GPU training step.
 # Node must be on PATH. Logs go to LOGDIR (default ./gpu-logs).
 set -uo pipefail
 LOG=${1:-gpu-logs}; shift || true
@@ -90,6 +91,20 @@ if has timing; then
   step "op timing: qwenlong, then PyTorch on the same card"
   timeout 200 node scripts/gpu/op_timing.mjs --json "$LOG/op_timing.json" || status=1
   timeout 200 python3 scripts/gpu/torch_timing.py "$LOG/torch_timing.json" || status=1
+fi
+if has kv; then
+  # Paged decode (issue #6): every kernel and a split-size sweep, PyTorch's decode over a contiguous cache, then
+  # Nsight Compute on one launch of the default (tensor-core) kernel at batch 16 x 32K.
+  step "paged decode: kernels, PyTorch, Nsight Compute"
+  OP_TIMING_ONLY=kv timeout 200 node scripts/gpu/op_timing.mjs --json "$LOG/op_timing_kv.json" || status=1
+  OP_TIMING_ONLY=kv timeout 200 python3 scripts/gpu/torch_timing.py "$LOG/torch_kv.json" || status=1
+  if command -v ncu > /dev/null; then
+    OP_TIMING_ONLY=kv OP_TIMING_KV=16x32768 timeout ${NCU_LIMIT:-240} ncu --target-processes all -k regex:paged_mma \
+      --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats \
+      --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+      node scripts/gpu/op_timing.mjs > "$LOG/ncu-paged-mma.txt" 2>&1 || status=1
+    grep -E "Duration|DRAM Throughput|Achieved Occupancy|Registers Per Thread|Eligible Warps|Block Limit" "$LOG/ncu-paged-mma.txt" | head -20
+  fi
 fi
 if has model; then
   # The model suite's CUDA cases: a Qwen3-0.6B-shaped bf16 model's training step (tokens/s, MFU) and decode.
