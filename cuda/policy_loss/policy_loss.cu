@@ -1,6 +1,7 @@
 // The policy loss on the GPU: the CPU twin's chunk loop (policy_loss_cpu.cc) with the GEMMs on tensor cores
 // (matmul_cuda) and the row pass as a kernel, one block per token:
-//   pass 1 block max; pass 2 block sum of e^{x - max}; pass 3 entropy and d_raw_logits in place (+ f16/bf16 copy)
+//   pass 1 block max; pass 2 block sums of e^{x - max} (at the max / the rest) and of e (x - max), which give lse and
+//   the entropy as in the CPU twin; pass 3 d_raw_logits in place (+ f16/bf16 copy)
 // A target outside [0, V) raises a device flag that is read back (one sync) before the call returns.
 // loss and nll are summed in token order by one thread, in f64, as on the CPU.
 #include <algorithm>
@@ -44,26 +45,31 @@ __global__ void rows_kernel(PolicyLossParams p, int64_t t0, float* __restrict__ 
   float m = -INFINITY;
   for (int64_t v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, row[v]);
   m = block_max(m, shared);
-  // 2. sum of e^{x - max}
-  float s = 0.f;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) s += __expf(row[v] - m);
-  s = block_sum(s, shared);
-  const float lse = m + logf(s);
-  const float logp = row[target] - lse;  // every thread reads it before any thread rewrites the row
+  // 2. e = e^{x - max}: N words at the max (e = 1), R the sum of the others' e, Y the sum of e (x - max); as on the
+  // CPU, log S = log N + log1p(R / N) and the entropy log S - Y / S (no cancelling terms on a peaked row)
+  float n = 0.f, rest = 0.f, y = 0.f;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+    const float a = row[v] - m, e = __expf(a);
+    if (a == 0.f) n += 1.f;
+    else rest += e;
+    y = fmaf(e, a, y);
+  }
+  n = block_sum(n, shared);
+  rest = block_sum(rest, shared);
+  y = block_sum(y, shared);
+  const float s = n + rest, log_s = logf(n) + log1pf(rest / n);
+  const float logp = (row[target] - m) - log_s;  // every thread reads it before any thread rewrites the row
   const TokenLoss tl = token_loss(logp, p.old_logp, t, p.advantages[t], p.clip_low, p.clip_high, p.dual_clip);
   const float g = p.coef[t] * tl.dlogp / p.temperature;
+  const float c = -g / s;
   __syncthreads();
-  // 3. entropy and d_raw_logits = g (onehot - p)
-  float ent = 0.f;
+  // 3. d_raw_logits = g (onehot - p)
   for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    const float d = lse - row[v];
-    const float pv = __expf(-d);
-    ent += pv * d;
-    const float dx = (v == target ? g : 0.f) - g * pv;
+    const float dx = (v == target ? g : 0.f) + c * __expf(row[v] - m);
     row[v] = dx;
     if (logits_half) logits_half[r * V + v] = from_f32<Half>(dx);
   }
-  ent = block_sum(ent, shared);
+  const float ent = log_s - y / s;
   if (threadIdx.x == 0) {
     p.logp[t] = logp;
     p.entropy[t] = ent;
