@@ -3,7 +3,7 @@
 // GQA ratios, ragged batches, forked prefixes, partitions and every ISA; the bookkeeping against a simple model over
 // 10,000 random operations; a 4,000,000-token stream through a fixed pool; bad input; and on CUDA, the kernel
 // against the CPU twin.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { PagedKVCache, Tensor, info, ops } from '../src/index.js';
 import { defaultSplitSize } from '../src/ops/kv_cache.js';
 import { naiveAttention } from './attention_reference.js';
@@ -368,6 +368,9 @@ describe.runIf(gpuRun()).each(['auto', 'mma2', 'mma3', 'tiled'])('ops.pagedAtten
   it('bf16 and f16, block sizes 8/16/32, GQA, partitions, forks, prefill chunks', async () => {
     if (kernel === 'auto') delete process.env.QWENLONG_PAGED_KERNEL;
     else process.env.QWENLONG_PAGED_KERNEL = kernel;
+    onTestFinished(() => {
+      delete process.env.QWENLONG_PAGED_KERNEL;
+    });
     const cases: Case[] = [
       { lensK: [1, 37, 700, 16], lensQ: [1, 1, 1, 1], hq: 8, hkv: 2, d: 128, bs: 16, seed: 21, dtype: 'bf16', split: 128 },
       { lensK: [300, 64], lensQ: [40, 64], hq: 6, hkv: 2, d: 64, bs: 8, seed: 22, dtype: 'f16' },
@@ -398,12 +401,11 @@ describe.runIf(gpuRun()).each(['auto', 'mma2', 'mma3', 'tiled'])('ops.pagedAtten
       cpu.cache.dispose();
       gpu.cache.dispose();
     }
-    delete process.env.QWENLONG_PAGED_KERNEL;
   });
 });
 
 describe('default partitions', () => {
-  it('CUDA rounds the partitions per item down to whole waves, the CPU rounds up; at least 256 keys a partition', () => {
+  it('CUDA rounds the partitions per item down to whole waves, the CPU rounds up; at least 256 keys a partition; fewer for the tensor-core kernel', () => {
     const sms = info().cuda.devices[0]?.smCount ?? 100, threads = info().cpu.threads;
     // 128 items (16 sequences x 8 kv heads) over 32K keys, block 16.
     const cudaSplits = Math.floor((24 * sms) / 128);
@@ -413,5 +415,8 @@ describe('default partitions', () => {
     // More items than lanes: one partition. A short context: partitions of at least 256 keys.
     expect(defaultSplitSize(1e6, 4096, 16, 'cuda')).toBe(4096);
     expect(defaultSplitSize(1, 1000, 16, 'cuda')).toBe(Math.ceil(1000 / 3 / 16) * 16);
+    // The tensor-core kernel: about one block per SM (8 items over 32K keys: floor(SMs / 8) partitions).
+    expect(defaultSplitSize(8, 32768, 16, 'cuda', true)).toBe(Math.ceil(Math.ceil(32768 / Math.max(1, Math.floor(sms / 8))) / 16) * 16);
+    expect(defaultSplitSize(128, 32768, 16, 'cuda', true)).toBe(sms >= 128 ? Math.ceil(32768 / Math.floor(sms / 128) / 16) * 16 : 32768);
   });
 });

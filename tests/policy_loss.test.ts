@@ -170,7 +170,7 @@ describe('ops.policyLoss', () => {
   it('peaked rows: the entropy keeps its relative precision down to 1e-7 nats, every ISA', async () => {
     // H = 1, so each logit a_t * w_v is one f32 product (exact in float64 of the rounded operands): row t has one
     // word far above the rest, at gaps that take the entropy from ~7 down to ~7e-8 nats (where S = 1 + 2e-9).
-    const V = 1000, gaps = [0.5, 8, 16, 20, 24];
+    const V = 1003, gaps = [0.5, 8, 16, 20, 24];  // 1003: the vector builds' masked tail too
     const weight = Float64Array.from({ length: V }, (_, v) => Math.fround(v === 0 ? 1 : -(v % 17) / 16));
     const hidden = Float64Array.from(gaps, (g) => Math.fround(g));
     const expected = gaps.map((_, t) => {
@@ -179,19 +179,31 @@ describe('ops.policyLoss', () => {
       return x.reduce((acc, xi) => acc + Math.exp(xi - lse) * (lse - xi), 0);
     });
     expect(expected.at(-1)!).toBeLessThan(1e-7);
-    for (const isa of cpuIsas()) {
-      setIsa(isa);
-      const out = ops.policyLoss({
-        hidden: Tensor.from(hidden, [gaps.length, 1]),
-        weight: Tensor.from(weight, [V, 1]),
-        targets: new Int32Array(gaps.length),
-        advantages: new Float32Array(gaps.length).fill(1),
-        cuSeqlens: [0, gaps.length],
-      });
-      const ent = await out.entropy.toArray();
-      for (let t = 0; t < gaps.length; t++) expect(Math.abs(ent[t]! - expected[t]!) / expected[t]!, `${isa}, row ${t}`).toBeLessThan(1e-4);
+    // The target is the peak: logp = -(log S) is as small as the entropy, and as exact.
+    const logpRef = gaps.map((_, t) => {
+      const x = Array.from(weight, (w) => Math.fround(hidden[t]! * w));
+      const m = Math.max(...x);
+      return -Math.log1p(x.reduce((acc, xi, v) => acc + (v === 0 ? 0 : Math.exp(xi - m)), 0));
+    });
+    try {
+      for (const isa of cpuIsas()) {
+        setIsa(isa);
+        const out = ops.policyLoss({
+          hidden: Tensor.from(hidden, [gaps.length, 1], { device: 'cpu' }),
+          weight: Tensor.from(weight, [V, 1], { device: 'cpu' }),
+          targets: new Int32Array(gaps.length),
+          advantages: new Float32Array(gaps.length).fill(1),
+          cuSeqlens: [0, gaps.length],
+        });
+        const ent = await out.entropy.toArray(), logp = await out.logp.toArray();
+        for (let t = 0; t < gaps.length; t++) {
+          expect(Math.abs(ent[t]! - expected[t]!) / expected[t]!, `${isa}, entropy of row ${t}`).toBeLessThan(1e-4);
+          expect(Math.abs(logp[t]! - logpRef[t]!) / Math.abs(logpRef[t]!), `${isa}, logp of row ${t}`).toBeLessThan(1e-4);
+        }
+      }
+    } finally {
+      setIsa(cpuIsas().at(-1)!);
     }
-    setIsa(cpuIsas().at(-1)!);
   });
 
   it('every aggregation, temperature, clip and dual clip with oldLogp, masks, dropNegative zero/remove, peaked rows', async () => {

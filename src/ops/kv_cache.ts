@@ -334,17 +334,23 @@ export interface PagedAttentionOptions {
 
 /**
  * The partition size used when `splitSize` is omitted: one partition when the batch alone gives every core (or SM)
- * several work items, else enough partitions of at least 256 tokens to do so.
+ * enough work items, else enough partitions of at least 256 tokens to do so. `tensorCores`: the CUDA call runs the
+ * tensor-core kernel (bf16/f16, head dim a multiple of 8 up to 256), whose blocks stream four tiles at once.
  */
-const lanesOf = new Map<Device, number>();
-export function defaultSplitSize(items: number, maxContext: number, blockSize: number, device: Device): number {
-  let lanes = lanesOf.get(device);
+const lanesOf = new Map<string, number>();
+export function defaultSplitSize(items: number, maxContext: number, blockSize: number, device: Device, tensorCores = false): number {
+  const key = `${device}${tensorCores ? ':tc' : ''}`;
+  let lanes = lanesOf.get(key);
   if (lanes === undefined) {
     const i = info();
-    // CUDA: three blocks of the tiled kernel are resident per SM; about eight waves of them keep the last wave's
-    // idle tail small next to the time each block spends streaming its partition.
-    lanes = device === 'cuda' ? 24 * (i.cuda.devices[0]?.smCount ?? 100) : 4 * i.cpu.threads;
-    lanesOf.set(device, lanes);
+    const sms = i.cuda.devices[0]?.smCount ?? 100;
+    // CUDA, SIMT kernel: three blocks are resident per SM; about eight waves of them keep the last wave's idle tail
+    // small next to the time each block spends streaming its partition. Tensor-core kernel: about one block per SM
+    // (its four warps each keep their own copies in flight); measured on an H100 (132 SMs) over partitions of 128 to
+    // 32768 keys, the best decode sizes gave 128 to 256 blocks at every batch from 1 to 64 (bench/results/
+    // gpu-h100-2026-11-26.md).
+    lanes = device === 'cuda' ? (tensorCores ? sms : 24 * sms) : 4 * i.cpu.threads;
+    lanesOf.set(key, lanes);
   }
   // CUDA rounds down (no partly filled extra wave); the CPU rounds up (threads take items as they free up).
   const perItem = lanes / Math.max(1, items);
@@ -393,7 +399,9 @@ export function pagedAttention(q: Tensor, cache: PagedKVCache, layer: number, se
     // holding up to 64 query rows (every head of a decode step in one item).
     const headsQ = q.shape[1]!;
     const perTile = cache.device === 'cuda' ? cache.kvHeads : Math.min(cache.kvHeads, Math.ceil((Math.min(16, Math.max(1, maxQ)) * headsQ) / 64));
-    split = defaultSplitSize(B * perTile * Math.max(1, Math.ceil(maxQ / 16)), maxContext, cache.blockSize, cache.device);
+    const forced = process.env.QWENLONG_PAGED_KERNEL;
+    const tensorCores = cache.device === 'cuda' && (q.dtype === 'bf16' || q.dtype === 'f16') && cache.headDim % 8 === 0 && cache.headDim <= 256 && forced !== 'tiled';
+    split = defaultSplitSize(B * perTile * Math.max(1, Math.ceil(maxQ / 16)), maxContext, cache.blockSize, cache.device, tensorCores);
   } else {
     split = checkFinite(op, 'splitSize', opts.splitSize);
   }
