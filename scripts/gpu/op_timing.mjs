@@ -86,7 +86,7 @@ for (const [batch, context] of KV_CASES) section('kv', () => {
   const q = cuda(rand(batch * hq * D, 13), [batch, hq, D], 'bf16'), out = Tensor.empty([batch, hq, D], { dtype: 'bf16', device: DEV });
   const bytes = 2 * batch * context * hkv * D * 2;
   // The default kernel (tensor cores), then each kernel forced (QWENLONG_PAGED_KERNEL), one after the other on the
-  // same cache; at 16 x 32K also the default kernel over a range of partition sizes.
+  // same cache (partition sizes: kv_split_sweep.mjs).
   for (const kernel of ['auto', 'mma2', 'mma3', 'tiled']) {
     if (kernel === 'auto') delete process.env.QWENLONG_PAGED_KERNEL;
     else process.env.QWENLONG_PAGED_KERNEL = kernel;
@@ -94,10 +94,6 @@ for (const [batch, context] of KV_CASES) section('kv', () => {
     time(`paged decode bf16 batch ${batch} context ${context}${label}`, () => ops.pagedAttention(q, cache, 0, ids, { out }), 20, (ms) => ({ 'GB/s': bytes / ms / 1e6 }));
   }
   delete process.env.QWENLONG_PAGED_KERNEL;
-  if (batch === 16 && context === 32768) {
-    for (const splitSize of [512, 1024, 2048, 4096, 8192, 32768])
-      time(`paged decode bf16 batch ${batch} context ${context} split ${splitSize}`, () => ops.pagedAttention(q, cache, 0, ids, { out, splitSize }), 20, (ms) => ({ 'GB/s': bytes / ms / 1e6 }));
-  }
   for (const t of [k, v, q, out]) t.dispose();
   cache.dispose();
 });

@@ -2,7 +2,7 @@
 # One GPU pass on a machine with nvcc and a CUDA driver: build the addon with CUDA for the local card, run every test
 # suite with QWENLONG_DEVICE=cuda (each suite's CUDA-vs-CPU-twin blocks run), then the standalone kernel checks.
 # Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing kv model
-#   (default: build test checks). kv: paged decode timed per kernel, PyTorch's, Nsight Compute on the default kernel.
+#   (default: build test checks). kv: paged decode per kernel and partition size, PyTorch's, Nsight Compute.
 #   MODEL_BENCH_SKIP=cpu,generate narrows the model step to the GPU training step.
 # Node must be on PATH. Logs go to LOGDIR (default ./gpu-logs).
 set -uo pipefail
@@ -93,10 +93,11 @@ if has timing; then
   timeout 200 python3 scripts/gpu/torch_timing.py "$LOG/torch_timing.json" || status=1
 fi
 if has kv; then
-  # Paged decode (issue #6): every kernel and a split-size sweep, PyTorch's decode over a contiguous cache, then
-  # Nsight Compute on one launch of the default (tensor-core) kernel at batch 16 x 32K.
-  step "paged decode: kernels, PyTorch, Nsight Compute"
+  # Paged decode (issue #6): every kernel, the default kernel over a range of partition sizes, PyTorch's decode over
+  # a contiguous cache, then Nsight Compute on one launch of the default (tensor-core) kernel at batch 16 x 32K.
+  step "paged decode: kernels, partition sizes, PyTorch, Nsight Compute"
   OP_TIMING_ONLY=kv timeout 200 node scripts/gpu/op_timing.mjs --json "$LOG/op_timing_kv.json" || status=1
+  timeout 120 node scripts/gpu/kv_split_sweep.mjs --json "$LOG/kv_split_sweep.json" || status=1
   OP_TIMING_ONLY=kv timeout 200 python3 scripts/gpu/torch_timing.py "$LOG/torch_kv.json" || status=1
   if command -v ncu > /dev/null; then
     OP_TIMING_ONLY=kv OP_TIMING_KV=16x32768 timeout ${NCU_LIMIT:-240} ncu --target-processes all -k regex:paged_mma \
