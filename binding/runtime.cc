@@ -41,6 +41,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Array supported = Napi::Array::New(env, isas.size());
   for (size_t i = 0; i < isas.size(); ++i) supported.Set(static_cast<uint32_t>(i), isa_name(isas[i]));
   cpu.Set("supportedIsas", supported);
+  cpu.Set("bf16Dot", cpu_has_avx512bf16());
   cpu.Set("threads", ThreadPool::instance().size());
 
   Napi::Object out = Napi::Object::New(env);

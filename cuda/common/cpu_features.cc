@@ -29,6 +29,18 @@ std::vector<Isa> supported_isas() {
   return out;
 }
 
+bool cpu_has_avx512bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 static Isa parse_isa(const std::string& name, bool* ok) {
   *ok = true;
   if (name == "scalar") return Isa::scalar;

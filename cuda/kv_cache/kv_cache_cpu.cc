@@ -13,6 +13,7 @@ namespace qwenlong {
 
 namespace kv_cache_avx2 { void paged_attention(const PagedAttentionParams& p); }
 namespace kv_cache_avx512 { void paged_attention(const PagedAttentionParams& p); }
+namespace kv_cache_avx512bf16 { void paged_attention(const PagedAttentionParams& p); }
 
 void kv_write_cpu(const KvWriteParams& p) {
   const size_t esize = dtype_size(p.dtype), row = static_cast<size_t>(p.head_dim) * esize;
@@ -59,6 +60,9 @@ double read_stream_cpu(const float* x, int64_t n) {
 }
 
 void paged_attention_cpu(const PagedAttentionParams& p) {
+  // bf16 caches: q . k by the BF16 dot-product instructions where the CPU has them (the same algorithm, scores
+  // summed in a different order).
+  if (p.dtype == DType::bf16 && current_isa() == Isa::avx512 && cpu_has_avx512bf16()) return kv_cache_avx512bf16::paged_attention(p);
   pick_isa(&kv_cache_scalar::paged_attention, &kv_cache_avx2::paged_attention, &kv_cache_avx512::paged_attention)(p);
 }
 

@@ -35,7 +35,7 @@ export function buildProgram(): Command {
       console.log(`  reason: ${i.cuda.reason}`);
       if (i.cuda.compiled) console.log(`  runtime ${i.cuda.runtimeVersion}, driver ${i.cuda.driverVersion || 'none'}`);
       for (const d of i.cuda.devices) console.log(`  ${d.name}: sm_${d.computeCapability.replace('.', '')}, ${d.smCount} SMs, ${formatBytes(d.memoryBytes)}`);
-      console.log(`cpu: ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}), ${i.cpu.threads} threads`);
+      console.log(`cpu: ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}${i.cpu.bf16Dot ? '; bf16 dot products' : ''}), ${i.cpu.threads} threads`);
       console.log(`addon: ${i.addon}`);
     });
 

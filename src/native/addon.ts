@@ -31,7 +31,7 @@ export interface NativeCudaStatus {
 export interface NativeAddon {
   empty(shape: number[], dtype: string, device: string, zero: boolean): NativeTensorHandle;
   fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensorHandle;
-  info(): { cuda: NativeCudaStatus; cpu: { isa: string; supportedIsas: string[]; threads: number } };
+  info(): { cuda: NativeCudaStatus; cpu: { isa: string; supportedIsas: string[]; bf16Dot: boolean; threads: number } };
   setIsa(isa: string): void;
   setThreads(threads: number): void;
   memoryStats(device: string): { inUse: number; cached: number; peak: number };

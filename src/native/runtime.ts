@@ -11,7 +11,8 @@ export interface Info {
   device: Device;
   deviceReason: string;
   cuda: NativeCudaStatus;
-  cpu: { isa: string; supportedIsas: string[]; threads: number };
+  /** bf16Dot: the CPU has AVX512-BF16 dot products, which bf16 kernels use under the avx512 ISA. */
+  cpu: { isa: string; supportedIsas: string[]; bf16Dot: boolean; threads: number };
   /** The binary in use. */
   addon: string;
 }
