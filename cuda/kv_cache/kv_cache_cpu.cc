@@ -60,8 +60,8 @@ double read_stream_cpu(const float* x, int64_t n) {
 }
 
 void paged_attention_cpu(const PagedAttentionParams& p) {
-  // bf16 caches: q . k by the BF16 dot-product instructions where the CPU has them (the same algorithm, scores
-  // summed in a different order).
+  // bf16 caches: q . k and P V by the BF16 dot-product instructions where the CPU has them (the same algorithm;
+  // scores summed in another order, P rounded to bf16 for P V as the CUDA tensor-core kernels do).
   if (p.dtype == DType::bf16 && current_isa() == Isa::avx512 && cpu_has_avx512bf16()) return kv_cache_avx512bf16::paged_attention(p);
   pick_isa(&kv_cache_scalar::paged_attention, &kv_cache_avx2::paged_attention, &kv_cache_avx512::paged_attention)(p);
 }
