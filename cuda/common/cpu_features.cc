@@ -30,7 +30,7 @@ std::vector<Isa> supported_isas() {
 }
 
 bool cpu_has_avx512bf16() {
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(QWENLONG_NO_AVX512BF16)
   static const bool has = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16") != 0;

@@ -13,7 +13,8 @@ const char* isa_name(Isa isa);
 std::vector<Isa> supported_isas();
 // The ISA the kernels use now.
 Isa current_isa();
-// Whether the CPU has the AVX512-BF16 dot products (vdpbf16ps); bf16 kernels built for them run under the avx512 ISA.
+// Whether the CPU has the AVX512-BF16 dot products (vdpbf16ps) and this build has kernels for them (they run under the
+// avx512 ISA).
 bool cpu_has_avx512bf16();
 // Force an ISA by name ("scalar", "avx2", "avx512"); throws a RangeError-kind error for unknown or unsupported ones.
 void set_isa(const std::string& name);

@@ -13,7 +13,9 @@ namespace qwenlong {
 
 namespace kv_cache_avx2 { void paged_attention(const PagedAttentionParams& p); }
 namespace kv_cache_avx512 { void paged_attention(const PagedAttentionParams& p); }
+#ifndef QWENLONG_NO_AVX512BF16
 namespace kv_cache_avx512bf16 { void paged_attention(const PagedAttentionParams& p); }
+#endif
 
 void kv_write_cpu(const KvWriteParams& p) {
   const size_t esize = dtype_size(p.dtype), row = static_cast<size_t>(p.head_dim) * esize;
@@ -62,7 +64,9 @@ double read_stream_cpu(const float* x, int64_t n) {
 void paged_attention_cpu(const PagedAttentionParams& p) {
   // bf16 caches: q . k and P V by the BF16 dot-product instructions where the CPU has them (the same algorithm;
   // scores summed in another order, P rounded to bf16 for P V as the CUDA tensor-core kernels do).
+#ifndef QWENLONG_NO_AVX512BF16
   if (p.dtype == DType::bf16 && current_isa() == Isa::avx512 && cpu_has_avx512bf16()) return kv_cache_avx512bf16::paged_attention(p);
+#endif
   pick_isa(&kv_cache_scalar::paged_attention, &kv_cache_avx2::paged_attention, &kv_cache_avx512::paged_attention)(p);
 }
 
