@@ -110,6 +110,44 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// One online-softmax step on an m16n8 accumulator tile held by a warp: sc holds NS 8-key column tiles of scores
+// (log2 domain; elements 0-1 row g, 2-3 row g + 8; a row's scores spread over the 4 lanes of its quad), m and l the
+// two rows' running max and this lane's part of their sums, o the output tiles. The new row max comes from the quad,
+// o and l are rescaled, and sc becomes p = 2^(s - m) with l += p. A row with no visible key yet keeps p = 0, not NaN.
+template <int NS, int NO>
+__device__ __forceinline__ void online_softmax(float (&sc)[NS][4], float (&m)[2], float (&l)[2], float (&o)[NO][4]) {
+  float mx[2] = {m[0], m[1]};
+#pragma unroll
+  for (int n = 0; n < NS; ++n) {
+    mx[0] = fmaxf(mx[0], fmaxf(sc[n][0], sc[n][1]));
+    mx[1] = fmaxf(mx[1], fmaxf(sc[n][2], sc[n][3]));
+  }
+  float m_use[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    m_use[r] = mx[r] == -INFINITY ? 0.f : mx[r];
+    const float alpha = fast_exp2(m[r] - m_use[r]);
+    m[r] = mx[r];
+    l[r] *= alpha;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      o[n][2 * r] *= alpha;
+      o[n][2 * r + 1] *= alpha;
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < NS; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float p = fast_exp2(sc[n][e] - m_use[e >> 1]);
+      sc[n][e] = p;
+      l[e >> 1] += p;
+    }
+  }
+}
+
 // ---- tensor-core primitives (sm_80+) ----
 
 // 16-byte global -> shared copy; when !valid the 16 bytes are zero-filled and nothing is read.

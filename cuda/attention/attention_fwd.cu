@@ -129,36 +129,7 @@ __global__ void __launch_bounds__(kMmaThreads) attn_fwd_mma(Args a) {
     }
 
     // 3c. Online softmax: new row max (over the 4 lanes of a row), rescale, p = 2^(s - m).
-    float mx[2] = {m[0], m[1]};
-#pragma unroll
-    for (int n = 0; n < BK / 8; ++n) {
-      mx[0] = fmaxf(mx[0], fmaxf(sc[n][0], sc[n][1]));
-      mx[1] = fmaxf(mx[1], fmaxf(sc[n][2], sc[n][3]));
-    }
-    float m_use[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      m_use[r] = mx[r] == -INFINITY ? 0.f : mx[r];  // a row with no key yet: keep p = 0, not NaN
-      const float alpha = attn::fast_exp2(m[r] - m_use[r]);
-      m[r] = mx[r];
-      l[r] *= alpha;
-#pragma unroll
-      for (int n = 0; n < kD / 8; ++n) {
-        o[n][2 * r] *= alpha;
-        o[n][2 * r + 1] *= alpha;
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < BK / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = attn::fast_exp2(sc[n][e] - m_use[e >> 1]);
-        sc[n][e] = p;
-        l[e >> 1] += p;
-      }
-    }
+    attn::online_softmax(sc, m, l, o);
 
     // 3d. O += P V, P rounded to T as the A operand straight from the S accumulators.
 #pragma unroll

@@ -193,31 +193,7 @@ __global__ void __launch_bounds__(kThreads) paged_mma_kernel(const PagedAttentio
           }
         }
         // Online softmax per row (the 4 lanes of a row hold its 16 scores).
-        float m_use[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          float mx = fmaxf(m[r], fmaxf(fmaxf(sc[0][2 * r], sc[0][2 * r + 1]), fmaxf(sc[1][2 * r], sc[1][2 * r + 1])));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          m_use[r] = mx == -INFINITY ? 0.f : mx;  // a row with no key yet: p = 0, not NaN
-          const float alpha = attn::fast_exp2(m[r] - m_use[r]);
-          m[r] = mx;
-          l[r] *= alpha;
-#pragma unroll
-          for (int n = 0; n < kD / 8; ++n) {
-            o[n][2 * r] *= alpha;
-            o[n][2 * r + 1] *= alpha;
-          }
-        }
-#pragma unroll
-        for (int n = 0; n < 2; ++n) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float pr = attn::fast_exp2(sc[n][e] - m_use[e >> 1]);
-            sc[n][e] = pr;
-            l[e >> 1] += pr;
-          }
-        }
+        attn::online_softmax(sc, m, l, o);
         // O += P V: P (16 x 16 keys) as the A operand, V's rows through ldmatrix.trans.
         uint32_t pa[4];
         pa[0] = attn::pack2<T>(sc[0][0], sc[0][1]);
