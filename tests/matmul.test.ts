@@ -417,4 +417,43 @@ describe.runIf(gpuRun())('ops.matmul on CUDA', () => {
       }
     }
   });
+  // The Hopper kernel (matmul_wgmma.cu) is opt-in through QWENLONG_MATMUL_KERNEL until it has been checked on a card.
+  // It takes 16-bit inputs whose stored rows start on 16 bytes: M, N and K multiples of 8 here, with edges inside
+  // the 128 x BN x 64 tiles and the 64-element boxes of the MN-major layouts.
+  const hopper = gpuRun() && info().cuda.devices[0]?.computeCapability === '9.0';
+  it.runIf(hopper)('the Hopper wgmma kernel (QWENLONG_MATMUL_KERNEL=wgmma / wgmma128) matches float64 in every layout (compute capability 9.0 only)', async () => {
+    const cases: [number, number, number][] = [[8, 8, 8], [72, 200, 1000], [136, 520, 64], [1000, 136, 72], [256, 512, 384], [304, 776, 2048]];
+    const before = process.env.QWENLONG_MATMUL_KERNEL;
+    try {
+      for (const dtype of ['bf16', 'f16'] as const) {
+        for (const [m, n, k] of cases) {
+          const o = operands(m, n, k, m * 3 + n + k, dtype);
+          const { exact, naive } = reference(o, 1, 0, null);
+          const c0 = randomArray(m * n, m + 5 * n);
+          const rule = 4 * maxAbsError(naive, exact) + 1e-5 * Math.sqrt(k);
+          const big = exact.reduce((x, v) => Math.max(x, Math.abs(v)), 0);
+          for (const kernel of ['wgmma', 'wgmma128']) {
+            process.env.QWENLONG_MATMUL_KERNEL = kernel;
+            for (const [ta, tb] of LAYOUTS) {
+              const a = store(o.opA, m, k, ta, dtype, false), b = store(o.opB, k, n, tb, dtype, false);
+              const ag = a.to('cuda'), bg = b.to('cuda');
+              for (const [alpha, beta, outDtype] of [[1, 0, 'f32'], [0.5, 2, 'f32'], [1, 0, dtype]] as const) {
+                const want = Float64Array.from(exact, (v, i) => alpha * v + beta * c0[i]!);
+                const tol = alpha * rule + (beta ? 1e-6 * beta : 0) + (outDtype === 'f32' ? 0 : 8e-3 * big);
+                const out = Tensor.from(beta ? c0 : new Float32Array(m * n).fill(NaN), [m, n], { dtype: outDtype, device: 'cuda' });
+                ops.matmul(ag, bg, { transA: ta, transB: tb, alpha, beta, out });
+                const gpu = await out.toArray();
+                expect(maxAbsError(gpu, want), `${kernel} ${dtype} ${m}x${n}x${k} ${name(ta, tb)} alpha ${alpha} beta ${beta} out ${outDtype}`).toBeLessThanOrEqual(tol);
+                out.dispose();
+              }
+              for (const t of [a, b, ag, bg]) t.dispose();
+            }
+          }
+        }
+      }
+    } finally {
+      if (before === undefined) delete process.env.QWENLONG_MATMUL_KERNEL;
+      else process.env.QWENLONG_MATMUL_KERNEL = before;
+    }
+  });
 });

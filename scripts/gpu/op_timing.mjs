@@ -44,6 +44,19 @@ section('matmul', () => {
   time('matmul bf16 4096x4096x4096', () => ops.matmul(a, b, { out }), 10, (ms) => ({ 'TFLOP/s': (2 * n ** 3) / ms / 1e9 }));
   for (const t of [a, b, out]) t.dispose();
 });
+// The policy loss's three products at a chunk of 8192 tokens (H 4096, V 32768 slice), bf16 in, f32 out, under the kernel
+// QWENLONG_MATMUL_KERNEL picks (unset: mma.sync; wgmma / wgmma128: the Hopper kernel).
+section('matmulLayouts', () => {
+  const kernel = process.env.QWENLONG_MATMUL_KERNEL ?? 'mma';
+  const [T, H, V] = SMALL ? [64, 32, 96] : [8192, 4096, 32768];
+  const hidden = cuda(rand(T * H, 31), [T, H], 'bf16'), weight = cuda(rand(V * H, 32), [V, H], 'bf16'), dlogits = cuda(rand(T * V, 33), [T, V], 'bf16');
+  const logits = Tensor.empty([T, V], { device: DEV }), dHidden = Tensor.empty([T, H], { device: DEV }), dWeight = Tensor.empty([V, H], { device: DEV });
+  const tf = (ms) => ({ 'TFLOP/s': (2 * T * H * V) / ms / 1e9 });
+  time(`matmul NT ${T}x${V}x${H} [${kernel}]`, () => ops.matmul(hidden, weight, { transB: true, out: logits }), 5, tf);
+  time(`matmul NN ${T}x${H}x${V} [${kernel}]`, () => ops.matmul(dlogits, weight, { out: dHidden }), 5, tf);
+  time(`matmul TN ${V}x${H}x${T} [${kernel}]`, () => ops.matmul(dlogits, hidden, { transA: true, out: dWeight }), 5, tf);
+  for (const t of [hidden, weight, dlogits, logits, dHidden, dWeight]) t.dispose();
+});
 // attention bf16, D = 128, 16 heads, 16384 tokens in sequences of T.
 for (const [T, causal] of SMALL ? [[64, true]] : [[4096, false], [4096, true], [16384, true]]) section('attention', () => {
   const total = SMALL ? 128 : 16384, H = 16, D = 128, B = total / T;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One GPU pass on a machine with nvcc and a CUDA driver: build the addon with CUDA for the local card, run every test
 # suite with QWENLONG_DEVICE=cuda (each suite's CUDA-vs-CPU-twin blocks run), then the standalone kernel checks.
-# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing kv model
+# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing kv model wgmma
 #   (default: build test checks). kv: paged decode per kernel and partition size, PyTorch's, Nsight Compute.
-#   MODEL_BENCH_SKIP=cpu,generate narrows the model step to the GPU training step.
+#   MODEL_BENCH_SKIP=cpu,generate narrows the model step to the GPU training step. wgmma: the Hopper matmul kernel
+#   (opt-in, QWENLONG_MATMUL_KERNEL) under the suites that multiply on the GPU, then timed against mma.sync.
 # Node must be on PATH. Logs go to LOGDIR (default ./gpu-logs).
 set -uo pipefail
 LOG=${1:-gpu-logs}; shift || true
@@ -65,7 +66,7 @@ if has checks; then
   gen=$(dirname "$(find build -name qwenlong_cuda_archs.h | head -1)")
   g="-gencode=arch=compute_${arch},code=sm_${arch}"
   nvcc -std=c++17 -O3 $g -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_check.cu cuda/matmul/matmul.cu \
-    cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check > "$LOG/matmul_check.log" 2>&1 || status=1
+    cuda/matmul/matmul_wgmma.cu cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check > "$LOG/matmul_check.log" 2>&1 || status=1
   tail -25 "$LOG/matmul_check.log"
   nvcc -std=c++17 -O3 $g -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/attention_check.cu cuda/attention/attention_fwd.cu \
     cuda/attention/attention_bwd.cu cuda/common/device.cc -o /tmp/attention_check && timeout 150 /tmp/attention_check > "$LOG/attention_check.log" 2>&1 || status=1
@@ -116,11 +117,21 @@ if has model; then
   grep -A18 "^op profile" "$LOG/bench-model.log" | grep -v "^--" | head -60
   cp bench/results/model.jsonl "$LOG/" 2> /dev/null || true
 fi
+if has wgmma; then
+  step "Hopper matmul kernel: suites with QWENLONG_MATMUL_KERNEL=wgmma, then timing against mma.sync"
+  QWENLONG_MATMUL_KERNEL=wgmma QWENLONG_DEVICE=cuda timeout ${WGMMA_TEST_LIMIT:-300} npx vitest run ${WGMMA_SUITES:-tests/matmul.test.ts \
+    tests/policy_loss.test.ts tests/model.test.ts tests/trainer.test.ts} > "$LOG/wgmma-tests.log" 2>&1 || status=1
+  sed 's/\x1b\[[0-9;]*m//g' "$LOG/wgmma-tests.log" | grep -E "^ (✓|❯|↓|×) |×|Test Files|Tests |AssertionError|expected" | tail -30
+  for kernel in mma wgmma wgmma128; do
+    QWENLONG_MATMUL_KERNEL=$kernel OP_TIMING_ONLY=${WGMMA_TIMING:-matmul,matmulLayouts,policyLossLarge} timeout 200 \
+      node scripts/gpu/op_timing.mjs --json "$LOG/op_timing_$kernel.json" || status=1
+  done
+fi
 if has checks-fast; then
   step "matmul correctness (no timing)"
   gen=$(dirname "$(find build -name qwenlong_cuda_archs.h | head -1)")
   nvcc -std=c++17 -O3 -gencode=arch=compute_${arch},code=sm_${arch} -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_check.cu \
-    cuda/matmul/matmul.cu cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check --no-time > "$LOG/matmul_check.log" 2>&1 || status=1
+    cuda/matmul/matmul.cu cuda/matmul/matmul_wgmma.cu cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check --no-time > "$LOG/matmul_check.log" 2>&1 || status=1
   grep -E "FAIL|correctness" "$LOG/matmul_check.log"
 fi
 echo "=== done status=$status"
