@@ -125,6 +125,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int kt = 0; kt < ktiles; ++kt) {
     const int s = kt % C::kStages;
     ptx::mbar_wait(full(s), (kt / C::kStages) & 1);
+    ptx::fence_operands(acc);
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk)
@@ -132,9 +133,11 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                                    slice_desc<B_KMAJOR>(b_tile(s), kk), 1);
     ptx::wgmma_commit();
     ptx::wgmma_wait<1>();  // k tile kt - 1's MMAs are done: its stage goes back to the producer
+    ptx::fence_operands(acc);
     if (kt > 0 && lane == 0) ptx::mbar_arrive(empty((kt - 1) % C::kStages));
   }
   ptx::wgmma_wait<0>();
+  ptx::fence_operands(acc);
 
   const int64_t row = static_cast<int64_t>(tile_m) * kBM + c * 64 + warp * 16 + lane / 4;
   const int64_t col = static_cast<int64_t>(tile_n) * BN + 2 * (lane & 3);
