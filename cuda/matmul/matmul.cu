@@ -398,8 +398,6 @@ __global__ void __launch_bounds__(kThreads) matmul_f32_kernel(const Args p) {
 // ---------------------------------------------------------------------------------------------------------------
 // Launch.
 
-bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
-
 // Grid: tiles along x (grouped order inside the kernel), the batch along z. gridDim.z stops at 65535, so larger
 // batches take several launches, each starting at batch index args.z0.
 constexpr int64_t kMaxGridZ = 65535;

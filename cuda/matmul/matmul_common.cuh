@@ -83,6 +83,9 @@ __device__ __forceinline__ void store_pair(const Args& p, void* c, int64_t row, 
   }
 }
 
+// Whether a pointer starts on 16 bytes (what 16-byte copies into shared memory need).
+inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+
 // The Hopper kernel (matmul_wgmma.cu): launches and returns true where it applies and is chosen
 // (QWENLONG_MATMUL_KERNEL), else returns false, launching nothing. `args` carries C and the epilogue's fields.
 bool matmul_wgmma_cuda(const MatmulParams& p, const Args& args);

@@ -236,8 +236,7 @@ bool matmul_wgmma_cuda(const MatmulParams& p, const Args& args) {
   const bool narrow = std::strcmp(choice, "wgmma128") == 0;
   if (p.ab_dtype != DType::bf16 && p.ab_dtype != DType::f16) return false;
   if (p.batch != 1 || p.k == 0) return false;
-  if ((reinterpret_cast<uintptr_t>(p.a) & 15u) != 0 || (reinterpret_cast<uintptr_t>(p.b) & 15u) != 0) return false;
-  if (p.lda % 8 != 0 || p.ldb % 8 != 0) return false;
+  if (!aligned16(p.a) || !aligned16(p.b) || p.lda % 8 != 0 || p.ldb % 8 != 0) return false;
   if (!hopper() || encode_tiled() == nullptr) return false;
   const int which = (p.ab_dtype == DType::bf16 ? 4 : 0) | (!p.trans_a ? 2 : 0) | (p.trans_b ? 1 : 0);
   return narrow ? dispatch<128>(which, p, args) : dispatch<256>(which, p, args);
