@@ -14,17 +14,26 @@ namespace {
 // Marks objects created by this addon's TensorHandle class (napi_type_tag, Node-API 8).
 const napi_type_tag kTensorTag = {0x7177656e6c6f6e67ULL, 0x54656e736f720001ULL};
 
-Napi::FunctionReference* g_constructor = nullptr;
+// State kept per JavaScript environment (the main thread and each worker thread that loads the addon): a worker's
+// class constructor dies with the worker, so one process-wide reference would dangle once the worker exits.
+// Node-API deletes this with its environment.
+struct EnvData {
+  Napi::FunctionReference constructor;
+  // Tensor memory is reported to V8 so that its GC heuristics see it, in steps of at least 1 MiB: a call per small
+  // tensor would cost more than the rest of its creation.
+  int64_t unreported_bytes = 0;
+};
 
-// Tensor memory is reported to V8 so that its GC heuristics see it, in steps of at least 1 MiB: a call per small
-// tensor would cost more than the rest of its creation.
-int64_t g_unreported_bytes = 0;
+EnvData* env_data(napi_env env) { return Napi::Env(env).GetInstanceData<EnvData>(); }
+
 void report_external_memory(napi_env env, int64_t delta) {
-  g_unreported_bytes += delta;
-  if (g_unreported_bytes >= (1 << 20) || g_unreported_bytes <= -(1 << 20)) {
+  EnvData* d = env_data(env);
+  if (d == nullptr) return;  // the environment is being torn down
+  d->unreported_bytes += delta;
+  if (d->unreported_bytes >= (1 << 20) || d->unreported_bytes <= -(1 << 20)) {
     int64_t total;
-    napi_adjust_external_memory(env, g_unreported_bytes, &total);
-    g_unreported_bytes = 0;
+    napi_adjust_external_memory(env, d->unreported_bytes, &total);
+    d->unreported_bytes = 0;
   }
 }
 
@@ -161,7 +170,9 @@ void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
                                     InstanceMethod("readAsync", &TensorHandle::ReadAsync),
                                     InstanceMethod("copyTo", &TensorHandle::CopyTo),
                                     InstanceMethod("reshape", &TensorHandle::Reshape)});
-  g_constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  auto* data = new EnvData();
+  data->constructor = Napi::Persistent(cls);
+  env.SetInstanceData<EnvData>(data);
   exports.Set("TensorHandle", cls);
 }
 
@@ -190,7 +201,7 @@ void TensorHandle::Release() {
 
 Napi::Object TensorHandle::Create(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, std::vector<int64_t> shape) {
   CreateArgs args{std::move(storage), dtype, std::move(shape)};
-  return g_constructor->New({Napi::External<CreateArgs>::New(env, &args)});
+  return env_data(env)->constructor.New({Napi::External<CreateArgs>::New(env, &args)});
 }
 
 bool TensorHandle::IsHandle(Napi::Env env, const Napi::Value& v) {

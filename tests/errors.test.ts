@@ -145,4 +145,49 @@ describe('thread pool', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('2 2');
   }, 180_000);
+
+  it('worker threads load the addon beside the main thread, run ops at once with it, and exit without harming it', () => {
+    // Each JavaScript environment keeps its own tensor class; the pool runs one thread's job at a time. Every thread
+    // checks its products against a float64 product computed in JavaScript, and the main thread goes on creating,
+    // using and collecting tensors after the workers have exited.
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', `
+      import { Worker } from 'node:worker_threads';
+      const body = async (Tensor, ops, setThreads, id) => {
+        const n = 67, k = 45, m = 53;
+        const av = Float32Array.from({ length: n * k }, (_, i) => ((i * 7 + id) % 13) - 6);
+        const bv = Float32Array.from({ length: k * m }, (_, i) => ((i * 5 + id) % 11) - 5);
+        const want = new Float64Array(n * m);
+        for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) { let s = 0; for (let p = 0; p < k; p++) s += av[i * k + p] * bv[p * m + j]; want[i * m + j] = s; }
+        const a = Tensor.from(av, [n, k], { device: 'cpu' }), b = Tensor.from(bv, [k, m], { device: 'cpu' });
+        let worst = 0;
+        for (let it = 0; it < 150; it++) {
+          if (it % 50 === 25) setThreads(2 + (it % 3));
+          const c = ops.matmul(a, b);
+          const got = await c.toArray();
+          c.dispose();
+          for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+        }
+        return worst;
+      };
+      const src = 'import { parentPort, workerData } from "node:worker_threads";' +
+        'const m = await import(workerData.url);' +
+        'const body = ' + body.toString() + ';' +
+        'parentPort.postMessage(await body(m.Tensor, m.ops, m.setThreads, workerData.id));';
+      const url = new URL('./dist/src/index.js', 'file://' + process.cwd() + '/').href;
+      const { Tensor, ops, setThreads } = await import(url);
+      const workers = [1, 2, 3].map((id) => new Promise((ok, fail) => {
+        const w = new Worker(src, { eval: true, type: 'module', workerData: { url, id } });
+        w.on('message', ok); w.on('error', fail);
+      }));
+      const mine = await body(Tensor, ops, setThreads, 0);
+      const theirs = await Promise.all(workers);
+      await new Promise((ok) => setTimeout(ok, 100));
+      for (let i = 0; i < 50; i++) { const t = Tensor.from(new Float32Array(1 << 16).fill(1), [1 << 16], { device: 'cpu' }); ops.add(t, t).dispose(); }
+      globalThis.gc();
+      const after = await body(Tensor, ops, setThreads, 4);
+      console.log(JSON.stringify([mine, ...theirs, after]));`], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    expect(r.signal, 'the process hung or crashed').toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual([0, 0, 0, 0, 0]);
+  }, 180_000);
 });

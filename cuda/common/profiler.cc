@@ -3,6 +3,7 @@
 #include "cuda/common/profiler.h"
 
 #include <map>
+#include <mutex>
 #include <utility>
 
 #include "cuda/common/cuda_util.h"
@@ -21,7 +22,9 @@ struct Pending {
   double host_ms;
 };
 
+// One profile per process: calls from several threads (each worker thread loading the addon) fold into it under mu.
 struct State {
+  std::mutex mu;
   std::map<std::pair<std::string, int>, OpProfile> totals;
   std::vector<Pending> pending;  // CUDA records whose events are not read yet
 #ifdef QWENLONG_HAVE_CUDA
@@ -69,14 +72,16 @@ void fold_pending() {
 }  // namespace
 
 void profiler_start() {
-  if (g_profiling.load()) throw_range("profile: a profile is already running (profiles do not nest)");
   State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (g_profiling.load()) throw_range("profile: a profile is already running (profiles do not nest)");
   s.totals.clear();
   s.pending.clear();
   g_profiling.store(true);
 }
 
 std::vector<OpProfile> profiler_stop() {
+  std::lock_guard<std::mutex> lock(state().mu);
   g_profiling.store(false);
   fold_pending();
   std::vector<OpProfile> out;
@@ -92,6 +97,7 @@ void ProfileScope::begin(const char* op, Device device) {
 #ifdef QWENLONG_HAVE_CUDA
   if (device == Device::cuda) {
     State& s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
     if (static_cast<int64_t>(s.pending.size()) >= kMaxPending) fold_pending();
     const size_t next = s.pending.size();
     bool ok = true;
@@ -116,6 +122,7 @@ void ProfileScope::begin(const char* op, Device device) {
 void ProfileScope::end() {
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
   if (device_ == Device::cuda && record_ < 0) return;  // a CUDA call on a build without CUDA: it only threw
+  std::lock_guard<std::mutex> lock(state().mu);
   if (device_ == Device::cpu) {
     OpProfile& t = total(op_, Device::cpu);
     t.calls += 1;

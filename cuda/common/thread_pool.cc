@@ -50,12 +50,17 @@ void ThreadPool::stop() {
 }
 
 void ThreadPool::resize(int threads) {
+  std::lock_guard<std::mutex> run(run_mu_);
   if (threads == num_threads_) return;
   stop();
   start(threads);
 }
 
+// True on a thread while it runs tasks of a job: a parallel_for it calls then runs inline.
+static thread_local bool t_in_job = false;
+
 void ThreadPool::run_tasks() {
+  t_in_job = true;
   for (;;) {
     int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
     if (task >= job_tasks_) break;
@@ -67,6 +72,7 @@ void ThreadPool::run_tasks() {
       next_task_.store(job_tasks_, std::memory_order_relaxed);  // stop handing out work
     }
   }
+  t_in_job = false;
 }
 
 void ThreadPool::worker_loop(int, uint64_t seen) {
@@ -84,12 +90,17 @@ void ThreadPool::worker_loop(int, uint64_t seen) {
 
 void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
   if (tasks <= 0) return;
-  // Small jobs, a one-thread pool, and nested calls run inline.
-  if (tasks == 1 || num_threads_ == 1 || in_parallel_) {
+  // Small jobs and nested calls run inline.
+  if (tasks == 1 || t_in_job) {
     for (int64_t t = 0; t < tasks; ++t) fn(t);
     return;
   }
-  in_parallel_ = true;
+  // Callers on different threads (the main thread and worker threads each loading the addon) take turns.
+  std::lock_guard<std::mutex> run(run_mu_);
+  if (num_threads_ == 1) {
+    for (int64_t t = 0; t < tasks; ++t) fn(t);
+    return;
+  }
   error_ = nullptr;
   job_ = &fn;
   job_tasks_ = tasks;
@@ -106,7 +117,6 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t)>&
     if (spins > 2000) std::this_thread::yield();
   }
   job_ = nullptr;
-  in_parallel_ = false;
   if (error_) std::rethrow_exception(error_);
 }
 

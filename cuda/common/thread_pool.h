@@ -19,10 +19,11 @@ class ThreadPool {
   static ThreadPool& instance();
 
   int size() const { return num_threads_; }
-  // Resize the pool (the calling thread counts as one). Must not be called while a parallel_for runs.
+  // Resize the pool (the calling thread counts as one); waits for a running parallel_for to finish.
   void resize(int threads);
 
-  // Run fn(task) for task in [0, tasks). Blocks until all are done; the calling thread works too.
+  // Run fn(task) for task in [0, tasks). Blocks until all are done; the calling thread works too. Safe to call from
+  // several threads: their jobs run one after another. A task that calls parallel_for runs the inner job inline.
   // An exception thrown by a task is rethrown here (the first one) after all tasks stop.
   void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);
 
@@ -48,7 +49,7 @@ class ThreadPool {
   std::atomic<int> busy_workers_{0};
   std::exception_ptr error_;
   std::mutex error_mu_;
-  bool in_parallel_ = false;
+  std::mutex run_mu_;  // held by the thread whose job the pool runs
 };
 
 // Split [0, n) into `parts` contiguous ranges of nearly equal length; returns the range of `part`.
