@@ -105,20 +105,41 @@ Napi::Value Empty(const Napi::CallbackInfo& info) {
   return TensorHandle::Create(info.Env(), std::move(storage), dtype, std::move(shape));
 }
 
+// The bytes a TypedArray argument views. Works for views of a SharedArrayBuffer too; a view whose ArrayBuffer has
+// been detached (transferred to a worker, or by structuredClone's transfer) is refused rather than read as empty.
+struct TypedBytes {
+  uint8_t* data;
+  size_t bytes;
+};
+
+TypedBytes typed_array_bytes(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {
+  if (info.Length() <= index || !info[index].IsTypedArray()) throw_type(std::string(op) + ": argument '" + arg + "' must be a TypedArray");
+  napi_env env = info.Env();
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  if (napi_get_typedarray_info(env, info[index], &type, &length, &data, &buffer, &offset) != napi_ok)
+    throw_type(std::string(op) + ": argument '" + arg + "' could not be read as a TypedArray");
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok && detached)
+    throw_type(std::string(op) + ": argument '" + arg + "' views a detached ArrayBuffer (transferred elsewhere; it holds no data)");
+  return {static_cast<uint8_t*>(data), info[index].As<Napi::TypedArray>().ByteLength()};
+}
+
 // fromArray(typedArray, shape, dtype, device) -> handle. The array's bytes are copied as they are; any
 // conversion (f32 -> bf16, ...) happened in TypeScript already.
 Napi::Value FromArray(const Napi::CallbackInfo& info) {
   const char* op = "Tensor.from";
-  if (info.Length() < 1 || !info[0].IsTypedArray()) throw_type(std::string(op) + ": argument 'data' must be a TypedArray");
-  Napi::TypedArray array = info[0].As<Napi::TypedArray>();
+  const TypedBytes data = typed_array_bytes(info, 0, op, "data");
   std::vector<int64_t> shape = shape_arg(info, 1, op, "shape");
   DType dtype = dtype_arg(info, 2, op);
   Device device = device_arg(info, 3, op);
   size_t bytes = static_cast<size_t>(numel_of(shape)) * dtype_size(dtype);
-  if (array.ByteLength() != bytes)
-    throw_range(std::string(op) + ": argument 'data' holds " + std::to_string(array.ByteLength()) + " bytes but shape and dtype need " +
+  if (data.bytes != bytes)
+    throw_range(std::string(op) + ": argument 'data' holds " + std::to_string(data.bytes) + " bytes but shape and dtype need " +
                 std::to_string(bytes));
-  const uint8_t* src = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  const uint8_t* src = data.data;
   auto storage = Storage::allocate(device, bytes);
   copy_bytes(storage->data(), device, src, Device::cpu, bytes);
   return TensorHandle::Create(info.Env(), std::move(storage), dtype, std::move(shape));
@@ -126,12 +147,11 @@ Napi::Value FromArray(const Napi::CallbackInfo& info) {
 
 // Checks that `array` is a TypedArray with exactly the tensor's byte size and returns its data pointer.
 void* destination_bytes(const Napi::CallbackInfo& info, const TensorHandle& t, const char* op) {
-  if (info.Length() < 1 || !info[0].IsTypedArray()) throw_type(std::string(op) + ": argument 'out' must be a TypedArray");
-  Napi::TypedArray array = info[0].As<Napi::TypedArray>();
-  if (array.ByteLength() != t.nbytes())
-    throw_range(std::string(op) + ": argument 'out' holds " + std::to_string(array.ByteLength()) + " bytes, the tensor " +
+  const TypedBytes out = typed_array_bytes(info, 0, op, "out");
+  if (out.bytes != t.nbytes())
+    throw_range(std::string(op) + ": argument 'out' holds " + std::to_string(out.bytes) + " bytes, the tensor " +
                 std::to_string(t.nbytes()));
-  return static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  return out.data;
 }
 
 // Reads device memory into a JS TypedArray off the main thread; keeps the storage and the array alive meanwhile.

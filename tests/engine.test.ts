@@ -158,12 +158,12 @@ describe('Engine', () => {
       gone.abort();
       expect((await engine.submit(prompt(44, 5), { signal: gone.signal })).finishReason).toBe('abort');
 
-      await expect(engine.submit([1, 2, 500])).rejects.toThrow(/'prompt' holds 500, outside the vocabulary/);
+      await expect(engine.submit([1, 2, 500])).rejects.toThrow(/'prompt'\[2\] = number 500 is not a token id \(an integer in \[0, 97\)\)/);
       await expect(engine.submit([])).rejects.toThrow(/'prompt' must be a non-empty array/);
       await expect(engine.submit(prompt(45, 160))).rejects.toThrow(/160 tokens, the model takes 160/);
       await expect(engine.submit([1, 2], { temperature: -1 })).rejects.toThrow(/'temperature'/);
       await expect(engine.submit([1, 2], { maxTokens: 0 })).rejects.toThrow(/'maxTokens'/);
-      expect(() => engine.prefix([1, -3])).toThrow(/'tokens' holds -3/);
+      expect(() => engine.prefix([1, -3])).toThrow(/'tokens'\[1\] = number -3 is not a token id/);
       expect(() => engine.release(99)).toThrow(/no prefix 99/);
       expect(() => new Engine(m, { blockSize: 0 })).toThrow(/'blockSize'/);
       // still serving

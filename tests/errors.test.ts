@@ -54,6 +54,15 @@ describe('Tensor factories bad input', () => {
     expect(() => Tensor.from(new Float32Array(5), [2, 2])).toThrow(/5 elements but shape \[2, 2\] needs 4/);
     expect(() => Tensor.from(null as never)).toThrow(/data must be/);
     expect(() => Tensor.from({ length: 2 } as never)).toThrow(TypeError);
+    // Plain arrays: flat, dense, numbers only (each of these used to become NaN).
+    expect(() => Tensor.from([[1, 2], [3, 4]] as never, [2, 2])).toThrow(/data\[0\] is an array; pass the elements flat/);
+    expect(() => Tensor.from([1, , 3] as never)).toThrow(/data\[1\] is a hole/);
+    expect(() => Tensor.from([1, '2', 3] as never)).toThrow(/data\[1\] = '2' is not a number/);
+    expect(() => Tensor.from([1n, 2n] as never, [2], { dtype: 'i64' })).toThrow(/data\[0\] is a bigint; pass a BigInt64Array/);
+    // A view of a transferred (detached) buffer is refused, not read as empty.
+    const moved = new Float32Array([1, 2]);
+    structuredClone(moved.buffer, { transfer: [moved.buffer] });
+    expect(() => Tensor.from(moved, [0], { device: 'cpu' })).toThrow(/argument 'data' views a detached ArrayBuffer/);
     // Larger than the machine: refused up front, not killed later.
     expect(() => Tensor.empty([2 ** 40], { dtype: 'f32', device: 'cpu' })).toThrow(/cannot allocate/);
   });

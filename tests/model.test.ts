@@ -137,7 +137,14 @@ describe.skipIf(!present)('stories260K', () => {
   it('refuses bad generation arguments', () => {
     const { model } = load();
     expect(() => model.generate([], {})).toThrow(/non-empty array/);
-    expect(() => model.generate([[1, 999]], {})).toThrow(/ids\[1\] = 999 is outside \[0, 512\)/);
+    expect(() => model.generate([[1, 999]], {})).toThrow(/prompts\[0\]\[1\] = number 999 is not a token id \(an integer in \[0, 512\)\)/);
+    // Each of these used to be converted silently into some other token.
+    for (const bad of [NaN, 1.5, '7', null, 2 ** 32 + 5]) {
+      expect(() => model.generate([[1, bad as number]], {})).toThrow(/CausalLM.generate: prompts\[0\]\[1\] = .* is not a token id/);
+      expect(() => model.forward([bad as number])).toThrow(/CausalLM.forward: ids\[0\] = .* is not a token id/);
+    }
+    expect(() => model.generate([[1]], { seed: 'x' as never })).toThrow(/'seed' must be an integer, not 'x'/);
+    expect(() => model.generate([[1]], { stopIds: 3 as never })).toThrow(/'stopIds' must be an array of token ids/);
     expect(() => model.generate([[1]], { topP: 0 })).toThrow(/topP/);
     expect(() => model.generate([[1]], { temperature: -1 })).toThrow(/temperature/);
     expect(() => model.forward([])).toThrow(/no tokens/);

@@ -39,6 +39,10 @@ describe('Tensor', () => {
     expect(() => Tensor.from([1.5], [1], { dtype: 'i32' })).toThrow(RangeError);
     expect(() => Tensor.from([256], [1], { dtype: 'u8' })).toThrow(/data\[0\] = 256/);
     expect(() => Tensor.from(new Uint16Array(2))).toThrow(/f16 or bf16/);
+    // A view of a SharedArrayBuffer is copied like any other.
+    const shared = new Float32Array(new SharedArrayBuffer(12));
+    shared.set([1.5, -2, 3]);
+    expect(Array.from(await Tensor.from(shared, [3], { device: 'cpu' }).toArray())).toEqual([1.5, -2, 3]);
   });
 
   it('makes zeros, scalars and empty tensors', async () => {

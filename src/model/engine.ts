@@ -6,7 +6,7 @@
  */
 import { PagedKVCache, type PagedKVCacheStats } from '../ops/kv_cache.js';
 import { Random } from '../rl/random.js';
-import { CausalLM, checkSampling, defaultStopIds, sampleMany, type GenerateOptions } from './model.js';
+import { CausalLM, checkSampling, defaultStopIds, sampleMany, tokenIds, type GenerateOptions } from './model.js';
 
 export interface EngineOptions {
   /** Cache blocks (default: room for `maxRunning` sequences of the model's full length, at most 1 GiB of K and V). */
@@ -108,7 +108,7 @@ export class Engine {
     if (this.#disposed) throw new Error(`Engine.${op}: the engine was disposed`);
     const V = this.model.config.vocabSize;
     if (!Array.isArray(tokens) || tokens.length === 0) throw new TypeError(`Engine.${op}: '${what}' must be a non-empty array of token ids`);
-    for (const t of tokens) if (!Number.isInteger(t) || t < 0 || t >= V) throw new RangeError(`Engine.${op}: '${what}' holds ${String(t)}, outside the vocabulary [0, ${V})`);
+    tokenIds(`Engine.${op}: '${what}'`, tokens, V);
     if (tokens.length > this.model.config.maxSeqLen) throw new RangeError(`Engine.${op}: '${what}' has ${tokens.length} tokens, the model takes ${this.model.config.maxSeqLen}`);
   }
 

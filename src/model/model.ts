@@ -5,7 +5,7 @@
  */
 import { native } from '../native/addon.js';
 import { Tensor } from '../native/tensor.js';
-import { type Device, defaultDevice, parseDevice } from '../native/device.js';
+import { type Device, defaultDevice, describe, parseDevice } from '../native/device.js';
 import * as ops from '../ops/index.js';
 import { PagedKVCache } from '../ops/kv_cache.js';
 import { Random } from '../rl/random.js';
@@ -47,7 +47,28 @@ export function checkSampling(op: string, o: GenerateOptions, minTokens: number)
   if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`${op}: 'temperature' must be a finite number >= 0, not ${String(temperature)}`);
   if (!(topP > 0 && topP <= 1)) throw new RangeError(`${op}: 'topP' must be in (0, 1], not ${String(topP)}`);
   if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`${op}: 'topK' must be a non-negative integer, not ${String(topK)}`);
+  if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new TypeError(`${op}: 'seed' must be an integer, not ${describe(o.seed)}`);
+  if (o.stopIds !== undefined && (!Array.isArray(o.stopIds) || !o.stopIds.every((t) => Number.isInteger(t)))) {
+    throw new TypeError(`${op}: 'stopIds' must be an array of token ids, not ${describe(o.stopIds)}`);
+  }
+  if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < 1)) throw new RangeError(`${op}: 'blockSize' must be a positive integer, not ${describe(o.blockSize)}`);
   return { maxTokens, temperature, topP, topK };
+}
+
+/**
+ * Token ids checked and packed: every id an integer in [0, vocabSize) (NaN, 1.5, '7' or 2^32 + 5 would otherwise be
+ * converted silently into some other token).
+ */
+export function tokenIds(what: string, ids: unknown, vocabSize: number): Int32Array {
+  if (!(ids instanceof Int32Array) && !Array.isArray(ids)) throw new TypeError(`${what} must be an array of token ids, not ${describe(ids)}`);
+  const list = ids as ArrayLike<unknown>;
+  for (let i = 0; i < list.length; i++) {
+    const t = list[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= vocabSize) {
+      throw new RangeError(`${what}[${i}] = ${describe(t)} is not a token id (an integer in [0, ${vocabSize}))`);
+    }
+  }
+  return ids instanceof Int32Array ? ids : Int32Array.from(list as ArrayLike<number>);
 }
 
 /** The ids that end a generation by default: the model's EOS ids, and BOS for llama2.c models (as run.c stops). */
@@ -213,7 +234,7 @@ export class CausalLM {
    * memory of one layer instead of all, for a second forward's arithmetic).
    */
   forward(ids: Int32Array | readonly number[], opts: { cuSeqlens?: Int32Array | readonly number[]; returnHidden?: boolean; train?: boolean; recompute?: boolean } = {}): Tensor {
-    const tokens = Int32Array.from(ids);
+    const tokens = tokenIds('CausalLM.forward: ids', ids, this.config.vocabSize);
     const T = tokens.length;
     if (T === 0) throw new RangeError('CausalLM.forward: no tokens');
     const cu = Int32Array.from(opts.cuSeqlens ?? [0, T]);
@@ -393,6 +414,7 @@ export class CausalLM {
       if (p.length > c.maxSeqLen) throw new RangeError(`CausalLM.generate: prompts[${b}] has ${p.length} tokens, the model takes ${c.maxSeqLen}`);
       return Math.min(maxTokens, c.maxSeqLen - p.length);
     });
+    const packed = prompts.map((p, b) => tokenIds(`CausalLM.generate: prompts[${b}]`, p, c.vocabSize));
     const blockSize = options.blockSize ?? 16;
     const numBlocks = prompts.reduce((n, p, b) => n + Math.ceil((p.length + limit[b]!) / blockSize), 0) + 1;
     const cache = new PagedKVCache({ layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim, blockSize, numBlocks, dtype: this.dtype, device: this.device });
@@ -401,7 +423,7 @@ export class CausalLM {
       // Prefill: every prompt at once; logits of each prompt's last position.
       const ids = prompts.map((_, b) => b);
       ids.forEach((b) => cache.allocate(b));
-      let step = this.extend(cache, ids, prompts.map((p) => Int32Array.from(p)));
+      let step = this.extend(cache, ids, packed);
       let running = ids.filter((b) => limit[b]! > 0);
       for (;;) {
         const next: number[] = [];
@@ -445,6 +467,7 @@ export class CausalLM {
     }
     const lens = tokens.map((t, i) => {
       if (!(t instanceof Int32Array) || t.length === 0) throw new TypeError(`CausalLM.extend: tokens[${i}] must be a non-empty Int32Array`);
+      tokenIds(`CausalLM.extend: tokens[${i}]`, t, c.vocabSize);
       if (cache.length(ids[i]!) + t.length > c.maxSeqLen) throw new RangeError(`CausalLM.extend: sequence ${ids[i]} would reach ${cache.length(ids[i]!) + t.length} tokens, the model takes ${c.maxSeqLen}`);
       return t.length;
     });

@@ -79,6 +79,19 @@ function inferDType(data: TensorData, what: string): DType {
   throw new TypeError(`${what}: data must be a TypedArray or an array of numbers, not ${describe(data)}`);
 }
 
+// A plain array must be flat, dense and hold only numbers: a nested array, a hole or a string would otherwise
+// become NaN.
+function checkNumberArray(data: readonly unknown[], what: string): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (typeof v === 'number') continue;
+    if (!(i in data)) throw new TypeError(`${what}: data[${i}] is a hole (a sparse array); every element must be a number`);
+    if (Array.isArray(v)) throw new TypeError(`${what}: data[${i}] is an array; pass the elements flat, in row-major order, with a shape`);
+    if (typeof v === 'bigint') throw new TypeError(`${what}: data[${i}] is a bigint; pass a BigInt64Array for i64 values, or numbers`);
+    throw new TypeError(`${what}: data[${i}] = ${describe(v)} is not a number`);
+  }
+}
+
 // The bytes to hand to the native side for `dtype`, converting numbers where the array's type differs.
 function toNativeArray(data: TensorData, dtype: DType, what: string): ArrayBufferView {
   const isNumbers = Array.isArray(data) || data instanceof Float32Array || data instanceof Float64Array || data instanceof Int32Array || data instanceof Uint8Array;
@@ -148,6 +161,7 @@ export class Tensor {
     const what = 'Tensor.from';
     const opts = checkOptions(what, options);
     if (data === null || typeof data !== 'object') throw new TypeError(`${what}: data must be a TypedArray or an array of numbers, not ${describe(data)}`);
+    if (Array.isArray(data)) checkNumberArray(data, what);
     const dtype = opts.dtype === undefined ? inferDType(data, what) : parseDType(opts.dtype, what);
     const dims = shape === undefined ? [data.length] : checkShape(shape, what);
     if (numelOf(dims) !== data.length) {
@@ -202,7 +216,6 @@ export class Tensor {
     return new Tensor(this.handle.copyTo(target), this.shape, this.dtype, target);
   }
 
-  /** A fresh TypedArray with a copy of the elements (f16/bf16 as raw bits; see toFloat32Array). */
   /**
    * The same elements under another shape (row-major order kept): a view sharing this tensor's memory, so writes
    * through one show in the other. Each view is disposed on its own; the memory lives until the last one goes.
@@ -212,6 +225,7 @@ export class Tensor {
     return new Tensor(this.handle.reshape(s), s, this.dtype, this.device);
   }
 
+  /** A fresh TypedArray with a copy of the elements (f16/bf16 as raw bits; see toFloat32Array). */
   async toArray<D extends DType = DType>(this: Tensor & { dtype: D }): Promise<TypedArrayOf[D]> {
     const out = new ARRAY_OF[this.dtype](this.size) as TypedArrayOf[D];
     if (this.device === 'cpu') return this.handle.read(out);
