@@ -190,6 +190,25 @@ describe('train', () => {
     res.model.dispose();
   });
 
+  it('refuses to start afresh over an earlier run unless told to overwrite it', async () => {
+    const runDir = tempDir();
+    const config = toyConfig({ binK: 2, stages: [{ maxInput: 16, maxOutput: 2, steps: 2 }], checkpointEvery: 1 });
+    (await train({ runDir, model: toyHost(1), tokenizer: toyTok, items: toyItems, config, device: 'cpu' })).model.dispose();
+    writeFileSync(join(runDir, 'notes.txt'), 'mine');
+    const before = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8');
+    await expect(train({ runDir, model: toyHost(2), tokenizer: toyTok, items: toyItems, config, device: 'cpu' })).rejects.toThrow(
+      /already holds a run \(metrics\.jsonl, checkpoint\): continue it with resume \(--resume\), choose another folder, or replace it with overwrite \(--overwrite\)/,
+    );
+    expect(readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')).toBe(before);
+    // overwrite: the earlier run's files go (its difficulty bins too, which belong to another starting model)
+    const again = await train({ runDir, model: toyHost(2), tokenizer: toyTok, items: toyItems, config: { ...config, stages: [{ maxInput: 16, maxOutput: 2, steps: 1 }] }, device: 'cpu', overwrite: true });
+    again.model.dispose();
+    expect(readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+    expect((JSON.parse(readFileSync(join(runDir, 'checkpoint', 'trainer.json'), 'utf8')) as { step: number }).step).toBe(1);
+    expect(existsSync(join(runDir, 'bins.json'))).toBe(true);
+    expect(readFileSync(join(runDir, 'notes.txt'), 'utf8')).toBe('mine');
+  });
+
   it('refuses a damaged checkpoint with an error naming the file', async () => {
     const runDir = tempDir();
     const config = toyConfig({ stages: [{ maxInput: 16, maxOutput: 2, steps: 2 }], checkpointEvery: 1 });
@@ -200,7 +219,15 @@ describe('train', () => {
 
   it('refuses a stage no prompt fits and duplicate ids', async () => {
     const config = toyConfig({ stages: [{ maxInput: 2, maxOutput: 3, steps: 1 }] });
-    await expect(train({ runDir: tempDir(), model: toyHost(1), tokenizer: toyTok, items: toyItems, config, device: 'cpu' })).rejects.toThrow(/stage 0 has no prompts/);
+    const n = toyItems.length;
+    await expect(train({ runDir: tempDir(), model: toyHost(1), tokenizer: toyTok, items: toyItems, config, device: 'cpu' })).rejects.toThrow(
+      new RegExp(`stage 0 has no prompts: of ${n} items, ${n} are longer than maxInput 2, 0 leave no room for maxOutput 3`),
+    );
+    const window = toyHost(1).config.maxSeqLen;
+    const tooLong = toyConfig({ stages: [{ maxInput: 16, maxOutput: window, steps: 1 }] });
+    await expect(train({ runDir: tempDir(), model: toyHost(1), tokenizer: toyTok, items: toyItems, config: tooLong, device: 'cpu' })).rejects.toThrow(
+      new RegExp(`${n} leave no room for maxOutput ${window} in the model's window of ${window} \\(maxOutput alone fills it\\)`),
+    );
     await expect(train({ runDir: tempDir(), model: toyHost(1), tokenizer: toyTok, items: [toyItems[0]!, toyItems[0]!], config: toyConfig(), device: 'cpu' })).rejects.toThrow(/two items have the id/);
   });
 });

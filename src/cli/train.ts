@@ -87,6 +87,7 @@ export interface TrainCli {
   checkpointEvery?: number;
   retrospective?: number;
   resume?: boolean;
+  overwrite?: boolean;
   maxSeconds?: number;
   device?: string;
   progress: boolean;
@@ -174,6 +175,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--seed <n>', 'seed', num('seed', 0, 2 ** 31, true))
     .option('--checkpoint-every <n>', 'steps between checkpoints', num('checkpoint-every', 1, 2 ** 31, true))
     .option('--resume', 'continue from the run folder\'s checkpoint')
+    .option('--overwrite', 'start afresh in a run folder that holds an earlier run, replacing its files (else such a folder is refused)')
     .option('--max-seconds <s>', 'stop this sitting after s seconds (resumable)', num('max-seconds', 1))
     .option('--device <d>', 'cpu or cuda')
     .option('--no-progress', 'no progress bar')
@@ -192,7 +194,7 @@ export function registerTrainCommands(program: Command): void {
         const ckpt = tinyCheckpoint();
         if (!existsSync(join(ckpt, 'config.json'))) throw new Error(`the tiny preset's checkpoint is missing (${ckpt}); make it with: qwenlong sft --preset tiny --out ${ckpt}`);
         log(`tiny recipe: ${o.algo}, run folder ${runDir}`);
-        const res = await runTinyRecipe({ runDir, checkpoint: ckpt, overrides: config, resume: o.resume, maxSeconds: o.maxSeconds, log: (l) => { bar.stop(); log(l); }, onStep });
+        const res = await runTinyRecipe({ runDir, checkpoint: ckpt, overrides: config, resume: o.resume, overwrite: o.overwrite, maxSeconds: o.maxSeconds, log: (l) => { bar.stop(); log(l); }, onStep });
         bar.stop();
         if (o.report) log(`report: ${writeReport(runDir)}`);
         if (!res.after) {
@@ -208,7 +210,7 @@ export function registerTrainCommands(program: Command): void {
       const items = readItems(o.data);
       const config = makeTrainConfig(overrides(o, makeTrainConfig({ algo: o.algo }).stages));
       const host = statSync(o.model).isDirectory() ? readHfFolder(o.model) : readLlama2c(o.model);
-      const res = await train({ runDir: o.out, model: host, tokenizer, items, config, resume: o.resume, maxSeconds: o.maxSeconds, device, log: (l) => { bar.stop(); log(l); }, onStep });
+      const res = await train({ runDir: o.out, model: host, tokenizer, items, config, resume: o.resume, overwrite: o.overwrite, maxSeconds: o.maxSeconds, device, log: (l) => { bar.stop(); log(l); }, onStep });
       bar.stop();
       try {
         if (res.finished) {

@@ -15,7 +15,7 @@ import { promptIds, responseText, scoreResponse, type RecipeItem } from './data.
 import { runSft } from './sft.js';
 import { TINY_TRAIN, tinyHeldOut, tinyItems, tinyModelConfig, tinySftStream } from './tiny.js';
 import { worldTokenizer } from './tiny_world.js';
-import { train, type StepRecord } from './trainer.js';
+import { prepareRunFolder, train, type StepRecord } from './trainer.js';
 
 /** pass@1 (mean reward of k samples) and pass@k (any of k samples scores 1), per task and macro-averaged. */
 export function passAtK(model: CausalLM, tokenizer: TextTokenizer, items: readonly RecipeItem[], opts: { k: number; maxTokens: number; temperature?: number; seed?: number }): { pass1: number; passK: number; byTask: Record<string, { pass1: number; passK: number }> } {
@@ -88,6 +88,8 @@ export interface TinyRecipeOptions {
   checkpoint: string;
   overrides?: Partial<TrainConfig>;
   resume?: boolean;
+  /** Start afresh in a folder that holds an earlier run (see TrainRunOptions.overwrite). */
+  overwrite?: boolean;
   maxSeconds?: number;
   /** Held-out questions per task (default 300). */
   heldOut?: number;
@@ -108,6 +110,8 @@ export async function runTinyRecipe(opts: TinyRecipeOptions): Promise<TinyRecipe
   const log = opts.log ?? (() => {});
   const tokenizer = worldTokenizer();
   const config = makeTrainConfig(opts.overrides ?? {}, TINY_TRAIN);
+  // refuse (or clear) a folder holding an earlier run before the held-out evaluation, not after it
+  if (!opts.resume) prepareRunFolder(opts.runDir, opts.overwrite);
   const held = tinyHeldOut(opts.heldOut ?? 300);
   const host = readHfFolder(opts.checkpoint);
   const start = CausalLM.fromHost(host, { device: 'cpu' });
@@ -119,7 +123,7 @@ export async function runTinyRecipe(opts: TinyRecipeOptions): Promise<TinyRecipe
   }
   log(`held-out before RL: ${before.macro.toFixed(3)} (${Object.entries(before.byTask).map(([t, s]) => `${t} ${s.score.toFixed(3)}`).join(', ')})`);
   const pool = tinyItems(config.seed + 1000, 4000);
-  const res = await train({ runDir: opts.runDir, model: host, tokenizer, items: pool, config, resume: opts.resume, maxSeconds: opts.maxSeconds, log, onStep: opts.onStep });
+  const res = await train({ runDir: opts.runDir, model: host, tokenizer, items: pool, config, resume: opts.resume, overwrite: opts.overwrite, maxSeconds: opts.maxSeconds, log, onStep: opts.onStep });
   try {
     const after = res.finished ? evaluate(res.model, tokenizer, held, { maxTokens: 8 }) : null;
     if (after) log(`held-out after RL: ${after.macro.toFixed(3)} (${Object.entries(after.byTask).map(([t, s]) => `${t} ${s.score.toFixed(3)}`).join(', ')})`);

@@ -65,6 +65,11 @@ export interface TrainRunOptions {
   config: TrainConfig;
   /** Continue from runDir's checkpoint when there is one. */
   resume?: boolean;
+  /**
+   * Start afresh in a folder that holds an earlier run, replacing that run's files (metrics, checkpoint, final model,
+   * difficulty bins...). Without it (and without `resume`) such a folder is refused, so no earlier run is lost.
+   */
+  overwrite?: boolean;
   device?: Device;
   /** Stop after this many steps in this sitting (the run stays resumable). */
   maxSteps?: number;
@@ -118,6 +123,25 @@ async function saveCheckpoint(runDir: string, model: CausalLM, opt: AdamW, state
   rmSync(old, { recursive: true, force: true });
 }
 
+// What a run leaves in its folder: the first five mean a run is there; all are cleared by an overwrite.
+const RUN_MARKS = ['metrics.jsonl', CHECKPOINT, `${CHECKPOINT}.old`, 'final', 'summary.json'];
+const RUN_FILES = [...RUN_MARKS, `${CHECKPOINT}.tmp`, 'config.json', 'bins.json', 'heldout-after.jsonl', 'report.html'];
+
+/**
+ * Makes `runDir` ready for a fresh run: created if missing; a folder that holds an earlier run is refused unless
+ * `overwrite`, which removes that run's files (only those: anything else in the folder stays).
+ */
+export function prepareRunFolder(runDir: string, overwrite = false): void {
+  const found = RUN_MARKS.filter((f) => existsSync(join(runDir, f)));
+  if (found.length > 0) {
+    if (!overwrite) {
+      throw new Error(`${runDir} already holds a run (${found.join(', ')}): continue it with resume (--resume), choose another folder, or replace it with overwrite (--overwrite)`);
+    }
+    for (const f of RUN_FILES) rmSync(join(runDir, f), { recursive: true, force: true });
+  }
+  mkdirSync(runDir, { recursive: true });
+}
+
 /** The checkpoint folder to resume from, if any (a crash between the two renames leaves only `.old`). */
 export function findCheckpoint(runDir: string): string | null {
   for (const d of [join(runDir, CHECKPOINT), join(runDir, `${CHECKPOINT}.old`)]) if (existsSync(join(d, 'trainer.json'))) return d;
@@ -158,7 +182,8 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
     if (byId.has(it.id)) throw new RangeError(`train: two items have the id '${it.id}'`);
     byId.set(it.id, it);
   }
-  mkdirSync(runDir, { recursive: true });
+  if (opts.resume) mkdirSync(runDir, { recursive: true });
+  else prepareRunFolder(runDir, opts.overwrite);
   const metricsPath = join(runDir, 'metrics.jsonl');
   const ckpt = opts.resume ? findCheckpoint(runDir) : null;
   let state: TrainerState;
@@ -227,7 +252,18 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
         const unsolvable = bins !== null && !((bins.get(it.id) ?? 0) < 1);
         return fits && !unsolvable && ((stage.tasks?.includes(it.task) ?? true) || carried.has(it.id));
       });
-      if (pool.length === 0) throw new RangeError(`train: stage ${stageIndex} has no prompts (maxInput ${stage.maxInput}, tasks ${stage.tasks?.join(',') ?? 'all'}, window ${model.config.maxSeqLen})`);
+      if (pool.length === 0) {
+        // say which limit left every item out
+        const W = model.config.maxSeqLen;
+        const count = (f: (it: RecipeItem) => boolean) => opts.items.filter(f).length;
+        const why = [
+          `${count((it) => ids(it).length > stage.maxInput)} are longer than maxInput ${stage.maxInput}`,
+          `${count((it) => ids(it).length + stage.maxOutput > W)} leave no room for maxOutput ${stage.maxOutput} in the model's window of ${W}${stage.maxOutput >= W ? ' (maxOutput alone fills it)' : ''}`,
+          ...(stage.tasks ? [`${count((it) => !stage.tasks!.includes(it.task))} are not of the tasks ${stage.tasks.join(',')}`] : []),
+          ...(bins ? [`${count((it) => !((bins!.get(it.id) ?? 0) < 1))} are always solved or were not binned`] : []),
+        ];
+        throw new RangeError(`train: stage ${stageIndex} has no prompts: of ${opts.items.length} items, ${why.join(', ')}`);
+      }
       const tasks: Record<string, number[]> = {};
       pool.forEach((it, i) => {
         // equal draws per task (when balanced) and per difficulty bin (when binned)
