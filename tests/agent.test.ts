@@ -273,6 +273,28 @@ describe('tiny memory worlds', () => {
   });
 });
 
+describe('qwenlong agent on a local model', () => {
+  it("sizes its default chunks to a small model's window, and names the flags when a prompt outgrows it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qwenlong-agent-'));
+    try {
+      const file = join(dir, 'doc.txt');
+      await writeMemoryWorld(file, memoryWorld(new Random(2), 'locate', 3000));
+      const args = ['dist/src/cli/main.js', 'agent', '--doc', file, '--question', 'where is the map ?', '--model', 'models/tiny-memory-rl', '--json'];
+      // the packaged model's window is 256 tokens: the 1024-token default chunk would not fit
+      const ok = spawnSync(process.execPath, args, { encoding: 'utf8' });
+      expect(ok.status, ok.stderr).toBe(0);
+      const run = JSON.parse(ok.stdout) as { chunks: number; tokensRead: number };
+      expect(run.tokensRead / run.chunks).toBeGreaterThan(100);
+      expect(run.tokensRead / run.chunks).toBeLessThanOrEqual(128);
+      const big = spawnSync(process.execPath, [...args, '--chunk-tokens', '400'], { encoding: 'utf8' });
+      expect(big.status).toBe(1);
+      expect(big.stderr).toMatch(/the model takes 256.*\(this run: --chunk-tokens 400, --memory-tokens 32, --answer-tokens 32;/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe('qwenlong agent on a long input', () => {
   it('streams a 4M-token file with memory bounded: peak RSS for a quarter and for all of it within 50 MB', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qwenlong-agent-'));

@@ -132,6 +132,18 @@ describe.skipIf(!present)('stories260K', () => {
     expect(() => new Llama2cTokenizer(tok.subarray(0, 100))).toThrow(/truncated|too few/);
     expect(() => new Llama2cTokenizer(tok, 1000)).toThrow(/holds 512 tokens, the model has 1000/);
     expect(() => loadModel(join(dir, 'nope.bin'))).toThrow(/no file/);
+    expect(() => loadModel(join(dir, 'model.bin'), { dtype: 'f64' as never })).toThrow(/^loadModel: dtype must be 'f32', 'bf16' or 'f16', not 'f64'$/);
+    if (!native().info().cuda.available) expect(() => loadModel(join(dir, 'model.bin'), { device: 'cuda' })).toThrow(/^loadModel: device: 'cuda' cannot be used here \(.+\); use 'cpu'$/);
+  });
+
+  it("loadModel finds the model's own tokenizer unless told otherwise", () => {
+    // tok512.bin sits beside model.bin: found by the vocabulary size
+    const { model, tokenizer } = loadModel(join(dir, 'model.bin'));
+    expect(tokenizer?.decode(tokenizer.encode('Once upon a time', { bos: false })).trim()).toBe('Once upon a time');
+    model.dispose();
+    const none = loadModel(join(dir, 'model.bin'), { tokenizer: false });
+    expect(none.tokenizer).toBeUndefined();
+    none.model.dispose();
   });
 
   it('refuses bad generation arguments', () => {

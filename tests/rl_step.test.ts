@@ -61,6 +61,12 @@ describe('rlStep', () => {
     expect(skipped.skipped).toMatch(/reward of rollout 0 is NaN/);
     expect(opt.step).toBe(0);
     await expect(rlStep(model, opt, [{ ids: [1], taskId: 0, score: () => 0 }], { group: 0 })).rejects.toThrow(/group/);
+    // named before any sampling
+    await expect(rlStep(model, opt, [{ ids: [1], taskId: 0 } as never])).rejects.toThrow(/rollout: prompts\[0\]\.score must be a function/);
+    await expect(rlStep(model, opt, [{ ids: [1, 1.5], taskId: 0, score: () => 0 }])).rejects.toThrow(/rollout: prompts\[0\]\.ids\[1\] = number 1.5 is not a token id/);
+    await expect(rlStep(model, opt, [{ ids: [1], score: () => 0 } as never])).rejects.toThrow(/prompts\[0\]\.taskId must be a string or a number/);
+    await expect(rlStep(model, opt, [{ ids: [1], taskId: 0, score: () => '1' as never }], { group: 2, maxTokens: 2 })).rejects.toThrow(/prompts\[0\]\.score returned '1', not a number/);
+    expect(opt.step).toBe(0);
     opt.dispose();
     model.dispose();
   });

@@ -153,6 +153,8 @@ describe('train', () => {
     expect(() => makeTrainConfig({ stages: [] })).toThrow(/stages/);
     expect(() => makeTrainConfig({ stages: [{ maxInput: 10, maxOutput: 0, steps: 1 }] })).toThrow(/stages\[0\]\.maxOutput/);
     expect(() => makeTrainConfig({ batch: 2, minibatches: 4 })).toThrow(/minibatches/);
+    expect(() => makeTrainConfig({ grup: 4 } as never)).toThrow(/unknown field 'grup' \(known: algo, .*group,/);
+    expect(() => makeTrainConfig({ stages: [{ maxInput: 10, maxOutput: 5, steps: 1, step: 2 }] } as never)).toThrow(/unknown field 'stages\[0\]\.step'/);
     const d = tempDir(), f = join(d, 'bad.jsonl');
     writeFileSync(f, '{"task":"a","prompt":"x","answer":"y"}\n{"task":"a","prompt":"x"}\n');
     expect(() => readItems(f)).toThrow(DataError);

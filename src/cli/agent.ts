@@ -6,7 +6,7 @@ import { hasOwnChatTemplate, LocalBackend, OpenAIBackend, type AgentBackend } fr
 import { readFiles } from '../agent/chunks.js';
 import { MemoryAgent } from '../agent/memory_agent.js';
 import { loadModel } from '../model/index.js';
-import { parseDevice } from '../native/device.js';
+import { usableDevice } from '../native/device.js';
 import { tokenizerFor } from './train.js';
 
 function int(name: string, lo: number) {
@@ -39,9 +39,9 @@ interface AgentCli {
   tokenizer?: string;
   llm?: string;
   apiKey?: string;
-  chunkTokens: number;
-  memoryTokens: number;
-  answerTokens: number;
+  chunkTokens?: number;
+  memoryTokens?: number;
+  answerTokens?: number;
   prompts?: 'chat' | 'plain';
   temperature: number;
   device?: string;
@@ -61,9 +61,9 @@ export function registerAgentCommand(program: Command): void {
     .option('--tokenizer <path>', 'tokenizer (default: beside the model); with --llm, counts chunk tokens')
     .option('--llm <url>', 'an OpenAI-compatible endpoint (http://host:port/v1) instead of a local model')
     .option('--api-key <key>', 'bearer key for --llm (default $OPENAI_API_KEY)')
-    .option('--chunk-tokens <n>', 'input tokens per chunk', int('chunk-tokens', 1), 1024)
-    .option('--memory-tokens <n>', 'tokens generated per memory update at most', int('memory-tokens', 1), 256)
-    .option('--answer-tokens <n>', 'tokens of the final answer at most', int('answer-tokens', 1), 256)
+    .option('--chunk-tokens <n>', "input tokens per chunk (default 1024, at most half a local model's window)", int('chunk-tokens', 1))
+    .option('--memory-tokens <n>', "tokens generated per memory update at most (default 256, at most an eighth of a local model's window)", int('memory-tokens', 1))
+    .option('--answer-tokens <n>', "tokens of the final answer at most (default 256, at most an eighth of a local model's window)", int('answer-tokens', 1))
     .addOption(new Option('--prompts <kind>', "'chat' for instruction models, 'plain' for small base models (default: chat when the tokenizer has a chat template)").choices(['chat', 'plain']))
     .option('--temperature <t>', '0 is greedy', (v) => {
       const x = Number(v);
@@ -80,13 +80,15 @@ export function registerAgentCommand(program: Command): void {
       let backend: AgentBackend;
       let chat: boolean;
       let dispose = () => {};
+      let window = Infinity;
       if (o.llm) {
         backend = new OpenAIBackend({ url: o.llm, model: o.model, apiKey: o.apiKey ?? process.env.OPENAI_API_KEY, tokenizer: o.tokenizer ? tokenizerFor(o.tokenizer, o.tokenizer) : undefined });
         chat = true;
       } else {
         if (!existsSync(o.model)) throw new Error(`--model: no model at ${o.model}`);
         const tokenizer = tokenizerFor(o.model, o.tokenizer);
-        const { model } = loadModel(o.model, { device: o.device === undefined ? undefined : parseDevice(o.device, '--device') });
+        const { model } = loadModel(o.model, { device: usableDevice(o.device, '--device') });
+        window = model.config.maxSeqLen;
         chat = hasOwnChatTemplate(tokenizer);
         const local = new LocalBackend(model, tokenizer, { chat: (o.prompts ?? (chat ? 'chat' : 'plain')) === 'chat' && chat });
         backend = local;
@@ -95,7 +97,11 @@ export function registerAgentCommand(program: Command): void {
           model.dispose();
         };
       }
-      const agent = new MemoryAgent({ backend, chunkTokens: o.chunkTokens, memoryTokens: o.memoryTokens, answerTokens: o.answerTokens, prompts: o.prompts ?? (chat ? 'chat' : 'plain'), temperature: o.temperature });
+      // defaults that leave room in a small local model's window for the instructions, the question and the memory
+      const chunkTokens = o.chunkTokens ?? Math.min(1024, Math.floor(window / 2));
+      const memoryTokens = o.memoryTokens ?? Math.min(256, Math.floor(window / 8));
+      const answerTokens = o.answerTokens ?? Math.min(256, Math.floor(window / 8));
+      const agent = new MemoryAgent({ backend, chunkTokens, memoryTokens, answerTokens, prompts: o.prompts ?? (chat ? 'chat' : 'plain'), temperature: o.temperature });
       const total = o.doc.reduce((n, f) => n + statSync(f).size, 0);
       const bar = o.progress && process.stderr.isTTY && !o.showMemory
         ? new cliProgress.SingleBar({ format: 'reading {bar} {percentage}% | chunk {chunk} | {rate} chunks/s', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
@@ -116,6 +122,12 @@ export function registerAgentCommand(program: Command): void {
           console.log(run.answer);
           process.stderr.write(`${run.chunks} chunks, ${run.tokensRead} tokens in ${run.seconds.toFixed(1)} s (${(run.chunks / run.seconds).toFixed(1)} chunks/s), peak RSS ${peakRssMB.toFixed(0)} MB\n`);
         }
+      } catch (e) {
+        // a prompt that outgrew the window: say which flags size it
+        if (e instanceof RangeError && /the model takes \d+/.test(e.message)) {
+          throw new Error(`${e.message} (this run: --chunk-tokens ${chunkTokens}, --memory-tokens ${memoryTokens}, --answer-tokens ${answerTokens}; the question and instructions share the window too)`);
+        }
+        throw e;
       } finally {
         bar?.stop();
         dispose();

@@ -1,10 +1,8 @@
 /** `qwenlong generate`: text from a model, as llama2.c's run.c prints it (stdout: the text only; stderr: speed). */
-import { existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { loadModel } from '../model/index.js';
-import { readLlama2c } from '../model/llama2c.js';
-import { parseDevice } from '../native/device.js';
+import { usableDevice } from '../native/device.js';
+import { tokenizerFor } from './train.js';
 
 function number(name: string, lo: number, hi: number, integer = false) {
   return (v: string): number => {
@@ -19,7 +17,7 @@ export function registerGenerateCommand(program: Command): void {
     .command('generate')
     .description('generate text with a model (a llama2.c checkpoint or a Hugging Face folder)')
     .requiredOption('--model <path>', 'llama2.c model.bin, or a Hugging Face model folder')
-    .option('--tokenizer <path>', 'tokenizer (default: tokenizer.json in the model folder, or tokenizer.bin / tok<vocab>.bin beside a .bin model)')
+    .option('--tokenizer <path>', 'tokenizer (default: tokenizer.json or words.json in the model folder, or tokenizer.bin / tok<vocab>.bin beside a .bin model)')
     .option('--prompt <text>', 'text to continue (default: start from BOS alone)')
     .option('--steps <n>', 'positions in all, prompt included', number('steps', 1, 1 << 20, true), 256)
     .option('--temperature <t>', '0 is greedy', number('temperature', 0, 100), 1)
@@ -27,21 +25,11 @@ export function registerGenerateCommand(program: Command): void {
     .option('--seed <s>', 'sampling seed', number('seed', 0, 2 ** 32 - 1, true))
     .option('--device <d>', 'cpu or cuda (default: the runtime default)')
     .action((opts: { model: string; tokenizer?: string; prompt?: string; steps: number; temperature: number; topP: number; seed?: number; device?: string }) => {
-      if (!existsSync(opts.model)) throw new Error(`no model file at ${opts.model}`);
-      let tokenizerPath = opts.tokenizer;
-      if (tokenizerPath === undefined) {
-        if (statSync(opts.model).isDirectory()) {
-          tokenizerPath = existsSync(join(opts.model, 'tokenizer.json')) ? opts.model : undefined;
-        } else {
-          const vocab = readLlama2c(opts.model).config.vocabSize;
-          tokenizerPath = [join(dirname(opts.model), 'tokenizer.bin'), join(dirname(opts.model), `tok${vocab}.bin`)].find((p) => existsSync(p));
-        }
-        if (!tokenizerPath) throw new Error(`no tokenizer beside ${opts.model}: give --tokenizer`);
-      }
-      const device = opts.device === undefined ? undefined : parseDevice(opts.device, '--device');
-      const { model, tokenizer } = loadModel(opts.model, { tokenizer: tokenizerPath, device });
+      const device = usableDevice(opts.device, '--device');
+      const tokenizer = tokenizerFor(opts.model, opts.tokenizer);
+      const { model } = loadModel(opts.model, { tokenizer: false, device });
       try {
-        const prompt = tokenizer!.encode(opts.prompt ?? '', { bos: true });
+        const prompt = tokenizer.encode(opts.prompt ?? '', { bos: true });
         if (prompt.length >= opts.steps) throw new Error(`the prompt has ${prompt.length} tokens, --steps is ${opts.steps}`);
         const start = performance.now();
         const [g] = model.generate([prompt], {
@@ -52,7 +40,7 @@ export function registerGenerateCommand(program: Command): void {
         });
         const seconds = (performance.now() - start) / 1000;
         const stopped = g!.finishReason === 'stop' ? g!.tokens.slice(0, -1) : g!.tokens;
-        process.stdout.write(`${tokenizer!.decode([...prompt, ...stopped])}\n`);
+        process.stdout.write(`${tokenizer.decode([...prompt, ...stopped])}\n`);
         process.stderr.write(`achieved tok/s: ${((prompt.length + g!.tokens.length - 1) / seconds).toFixed(1)}\n`);
       } finally {
         model.dispose();

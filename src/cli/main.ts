@@ -32,8 +32,10 @@ export function buildProgram(): Command {
       console.log(`qwenlong ${i.version}`);
       console.log(`device: ${i.device} (${i.deviceReason})`);
       console.log(`cuda: compiled ${i.cuda.compiled}${i.cuda.compiled ? ` [${i.cuda.archs}]` : ''}, available ${i.cuda.available}`);
-      console.log(`  reason: ${i.cuda.reason}`);
-      if (i.cuda.compiled) console.log(`  runtime ${i.cuda.runtimeVersion}, driver ${i.cuda.driverVersion || 'none'}`);
+      if (!i.deviceReason.includes(i.cuda.reason)) console.log(`  ${i.cuda.reason}`);
+      // CUDA encodes versions as 1000 * major + 10 * minor
+      const version = (v: number) => (v ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : 'none');
+      if (i.cuda.compiled) console.log(`  runtime ${version(i.cuda.runtimeVersion)}, driver ${version(i.cuda.driverVersion)}`);
       for (const d of i.cuda.devices) console.log(`  ${d.name}: sm_${d.computeCapability.replace('.', '')}, ${d.smCount} SMs, ${formatBytes(d.memoryBytes)}`);
       console.log(`cpu: ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}${i.cpu.bf16Dot ? '; bf16 dot products' : ''}), ${i.cpu.threads} threads`);
       console.log(`addon: ${i.addon}`);

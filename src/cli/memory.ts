@@ -7,7 +7,7 @@ import { lengthBuckets, memoryTokenizer, memoryWorldItems, TINY_MEMORY } from '.
 import { trainMemoryRl } from '../agent/train_memory.js';
 import { evaluateMemory } from '../eval/memory.js';
 import { loadModel } from '../model/index.js';
-import { parseDevice } from '../native/device.js';
+import { usableDevice } from '../native/device.js';
 import { readItems } from '../rl/data.js';
 import { scoreLine, tokenizerFor, type EvalCli, type TrainCli } from './train.js';
 
@@ -16,7 +16,7 @@ export async function trainMemoryCli(o: TrainCli): Promise<void> {
   if (!o.model) throw new Error('train --agent memory needs --model (a memory-SFT model: qwenlong sft --agent memory --out DIR)');
   if (!o.out) throw new Error('train --agent memory needs --out RUN_DIR');
   if (!existsSync(o.model)) throw new Error(`--model: no model at ${o.model}`);
-  const { model } = loadModel(o.model, { dtype: 'f32', device: o.device === undefined ? undefined : parseDevice(o.device, '--device') });
+  const { model } = loadModel(o.model, { dtype: 'f32', device: usableDevice(o.device, '--device') });
   try {
     mkdirSync(o.out, { recursive: true });
     const metrics = join(o.out, 'metrics.jsonl');
@@ -49,7 +49,7 @@ export async function evalMemoryCli(o: EvalCli): Promise<void> {
   const tokenizer = tiny && !o.tokenizer ? memoryTokenizer() : tokenizerFor(o.model, o.tokenizer);
   const chat = hasOwnChatTemplate(tokenizer);
   const prompts = o.prompts ?? (chat ? 'chat' : 'plain');
-  const { model } = loadModel(o.model, { device: o.device === undefined ? undefined : parseDevice(o.device, '--device') });
+  const { model } = loadModel(o.model, { device: usableDevice(o.device, '--device') });
   const backend = new LocalBackend(model, tokenizer, { chat: prompts === 'chat' && chat });
   try {
     const agent = new MemoryAgent({

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { loadModel } from '../model/index.js';
-import { parseDevice } from '../native/device.js';
+import { usableDevice } from '../native/device.js';
 import { createServer } from '../serve/server.js';
 import { tokenizerFor } from './train.js';
 
@@ -39,7 +39,7 @@ export function registerServeCommand(program: Command): void {
     .action(async (o: ServeCli) => {
       if (!existsSync(o.model)) throw new Error(`--model: no model at ${o.model}`);
       const tokenizer = tokenizerFor(o.model, o.tokenizer);
-      const { model } = loadModel(o.model, { device: o.device === undefined ? undefined : parseDevice(o.device, '--device') });
+      const { model } = loadModel(o.model, { device: usableDevice(o.device, '--device') });
       const modelName = o.name ?? (basename(o.model.replace(/[/\\]+$/, '')) || 'qwenlong');
       const served = createServer({ model, tokenizer, modelName, engineOptions: { maxRunning: o.maxRunning }, log: (line) => console.error(line) });
       let url: string;

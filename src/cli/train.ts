@@ -9,7 +9,7 @@ import { loadModel } from '../model/index.js';
 import { readHfFolder } from '../model/hf.js';
 import { readLlama2c } from '../model/llama2c.js';
 import { packageRoot } from '../native/addon.js';
-import { parseDevice } from '../native/device.js';
+import { usableDevice } from '../native/device.js';
 import { ALGOS, makeTrainConfig, type Algo, type Stage, type TrainConfig } from '../rl/config.js';
 import { readItems } from '../rl/data.js';
 import { runTinyRecipe, sftTiny } from '../rl/recipe.js';
@@ -20,7 +20,7 @@ import { train, type StepRecord } from '../rl/trainer.js';
 import { AdamW } from '../model/optim.js';
 import { sftMemory } from '../agent/train_memory.js';
 import { evalMemoryCli, trainMemoryCli } from './memory.js';
-import { loadTokenizer, type TextTokenizer } from '../tokenizer/index.js';
+import { findTokenizer, loadTokenizer, type TextTokenizer } from '../tokenizer/index.js';
 
 function num(name: string, lo: number, hi = Infinity, integer = false) {
   return (v: string): number => {
@@ -40,11 +40,11 @@ export function tinyCheckpoint(): string {
 /** The tokenizer given, else the one in or beside the model (tokenizer.json / words.json, tokenizer.bin / tok<V>.bin). */
 export function tokenizerFor(modelPath: string, explicit?: string): TextTokenizer {
   if (explicit) return loadTokenizer(explicit);
-  if (statSync(modelPath).isDirectory()) return loadTokenizer(modelPath);
-  const vocab = readLlama2c(modelPath).config.vocabSize;
-  const beside = [join(modelPath, '..', 'tokenizer.bin'), join(modelPath, '..', `tok${vocab}.bin`)].find((p) => existsSync(p));
-  if (!beside) throw new Error(`no tokenizer beside ${modelPath}: give --tokenizer`);
-  return loadTokenizer(beside, vocab);
+  if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}`);
+  const vocab = statSync(modelPath).isDirectory() ? undefined : readLlama2c(modelPath).config.vocabSize;
+  const found = findTokenizer(modelPath, vocab);
+  if (!found) throw new Error(`no tokenizer in or beside ${modelPath} (tokenizer.json, words.json, tokenizer.bin or tok<vocab>.bin): give --tokenizer`);
+  return loadTokenizer(found, vocab);
 }
 
 function progress(enabled: boolean) {
@@ -185,7 +185,7 @@ export function registerTrainCommands(program: Command): void {
       if (o.agent === 'memory') return trainMemoryCli(o);
       const bar = progress(o.progress);
       const onStep = (r: StepRecord, total: number) => bar.update(r, total);
-      const device = o.device === undefined ? undefined : parseDevice(o.device, '--device');
+      const device = usableDevice(o.device, '--device');
       if (o.preset !== undefined) {
         if (o.preset !== 'tiny') throw new Error(`--preset: unknown preset '${o.preset}' (known: tiny)`);
         if (o.model || o.data) throw new Error('--preset tiny brings its own model and data: leave out --model and --data');
@@ -252,7 +252,7 @@ export function registerTrainCommands(program: Command): void {
         return;
       }
       if (!o.model || !o.data) throw new Error('sft needs --model and --data (or --preset tiny)');
-      const { model } = loadModel(o.model, { device: o.device === undefined ? undefined : parseDevice(o.device, '--device'), dtype: 'f32' });
+      const { model } = loadModel(o.model, { device: usableDevice(o.device, '--device'), dtype: 'f32' });
       const tokenizer = tokenizerFor(o.model, o.tokenizer);
       const items = readItems(o.data);
       const eos = tokenizer.eosIds[0];
@@ -305,7 +305,7 @@ export function registerTrainCommands(program: Command): void {
       if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}`);
       const items = o.data ? readItems(o.data) : tinyHeldOut();
       const tokenizer = o.preset === 'tiny' && !o.tokenizer ? worldTokenizer() : tokenizerFor(modelPath, o.tokenizer);
-      const { model } = loadModel(modelPath, { device: o.device === undefined ? undefined : parseDevice(o.device, '--device') });
+      const { model } = loadModel(modelPath, { device: usableDevice(o.device, '--device') });
       try {
         const r = evaluate(model, tokenizer, items, { maxTokens: o.maxTokens, window: o.window });
         if (o.out) writeFileSync(o.out, r.predictions.map((p) => `${JSON.stringify(p)}\n`).join(''));

@@ -5,7 +5,7 @@
  */
 import { native } from '../native/addon.js';
 import { Tensor } from '../native/tensor.js';
-import { type Device, defaultDevice, describe, parseDevice } from '../native/device.js';
+import { type Device, defaultDevice, describe, usableDevice } from '../native/device.js';
 import * as ops from '../ops/index.js';
 import { PagedKVCache } from '../ops/kv_cache.js';
 import { Random } from '../rl/random.js';
@@ -55,6 +55,14 @@ export function checkSampling(op: string, o: GenerateOptions, minTokens: number)
   return { maxTokens, temperature, topP, topK };
 }
 
+/** The device and weight dtype a model goes to, checked (naming `op`) before any weight is read or copied. */
+export function modelPlacement(op: string, opts: { device?: unknown; dtype?: unknown }): { device: Device; dtype: 'f32' | 'bf16' | 'f16' } {
+  const device = usableDevice(opts.device, `${op}: device`) ?? defaultDevice().device;
+  const dtype = opts.dtype ?? (device === 'cuda' ? 'bf16' : 'f32');
+  if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new TypeError(`${op}: dtype must be 'f32', 'bf16' or 'f16', not ${describe(dtype)}`);
+  return { device, dtype };
+}
+
 /**
  * Token ids checked and packed: every id an integer in [0, vocabSize) (NaN, 1.5, '7' or 2^32 + 5 would otherwise be
  * converted silently into some other token).
@@ -94,8 +102,7 @@ export class CausalLM {
 
   /** Uploads host weights. dtype defaults to f32 on the CPU and bf16 on CUDA. */
   static fromHost(host: HostWeights, opts: { device?: Device; dtype?: 'f32' | 'bf16' | 'f16' } = {}): CausalLM {
-    const device = opts.device === undefined ? defaultDevice().device : parseDevice(opts.device, 'CausalLM: device');
-    const dtype = opts.dtype ?? (device === 'cuda' ? 'bf16' : 'f32');
+    const { device, dtype } = modelPlacement('CausalLM.fromHost', opts);
     const weights: Weights = new Map();
     try {
       for (const [name, t] of host.tensors) {

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The opaque native half of a Tensor. */
@@ -107,7 +107,11 @@ export function loadAddon(): { addon: NativeAddon; path: string } {
   const require = createRequire(import.meta.url);
   const override = process.env.QWENLONG_ADDON;
   if (override) {
-    loaded = { addon: require(override) as NativeAddon, path: override };
+    // a relative path means one from the working directory, as on a command line (require alone would resolve it
+    // from this file's folder)
+    const path = resolve(override);
+    if (!existsSync(path)) throw new Error(`QWENLONG_ADDON=${override}: no file at ${path}`);
+    loaded = { addon: require(path) as NativeAddon, path };
     applyEnvironment(loaded.addon);
     return loaded;
   }

@@ -40,9 +40,24 @@ export function parseDevice(value: unknown, what: string): Device {
   throw new TypeError(`${what}: device must be 'cpu' or 'cuda', not ${describe(value)}`);
 }
 
+/**
+ * A user-supplied device that this process can use, or undefined when none was given (the default then applies):
+ * 'cuda' where CUDA cannot be used is refused with the reason, before any work starts.
+ */
+export function usableDevice(value: unknown, what: string): Device | undefined {
+  if (value === undefined) return undefined;
+  const device = parseDevice(value, what);
+  if (device === 'cuda') {
+    const cuda = native().info().cuda;
+    if (!cuda.available) throw new Error(`${what}: 'cuda' cannot be used here (${cuda.reason}); use 'cpu'`);
+  }
+  return device;
+}
+
 /** A short description of a value for error messages. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
   if (typeof value === 'object') return `an object (${(value as object).constructor?.name ?? 'Object'})`;

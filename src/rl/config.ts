@@ -75,6 +75,12 @@ export function algoPreset(algo: Algo): Partial<TrainConfig> {
 /** Checks every field; the error names the field. */
 export function checkTrainConfig(c: TrainConfig): TrainConfig {
   const bad = (k: string, want: string, v: unknown) => new RangeError(`train config: '${k}' must be ${want}, not ${JSON.stringify(v)}`);
+  // a misspelt field would otherwise be ignored and its default used in silence
+  const unknown = (where: string, o: object, known: readonly string[]) => {
+    const extra = Object.keys(o).filter((k) => !known.includes(k));
+    if (extra.length > 0) throw new RangeError(`train config: unknown field${extra.length > 1 ? 's' : ''} ${extra.map((k) => `'${where}${k}'`).join(', ')} (known: ${known.join(', ')})`);
+  };
+  unknown('', c, Object.keys(DEFAULT_CONFIG));
   if (!ALGOS.includes(c.algo)) throw bad('algo', ALGOS.join(' | '), c.algo);
   if (!['none', 'task'].includes(c.balance)) throw bad('balance', "'none' or 'task'", c.balance);
   if (!['group', 'batch', 'task', 'none'].includes(c.advStd)) throw bad('advStd', "'group', 'batch', 'task' or 'none'", c.advStd);
@@ -90,6 +96,7 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   if (c.minibatches > c.batch) throw bad('minibatches', `at most batch (${c.batch})`, c.minibatches);
   if (!Array.isArray(c.stages) || c.stages.length === 0) throw bad('stages', 'a non-empty list', c.stages);
   c.stages.forEach((s, i) => {
+    if (s !== null && typeof s === 'object') unknown(`stages[${i}].`, s, ['maxInput', 'maxOutput', 'steps', 'tasks']);
     for (const k of ['maxInput', 'maxOutput', 'steps'] as const) if (!Number.isInteger(s?.[k]) || s[k] < 1) throw bad(`stages[${i}].${k}`, 'a positive integer', s?.[k]);
     if (s.tasks !== undefined && !(Array.isArray(s.tasks) && s.tasks.every((t) => typeof t === 'string'))) throw bad(`stages[${i}].tasks`, 'a list of task names', s.tasks);
   });

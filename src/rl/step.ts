@@ -8,7 +8,8 @@
  * A non-finite reward, loss or gradient skips the update with a reason and leaves the weights and the optimizer
  * untouched.
  */
-import type { CausalLM } from '../model/model.js';
+import { type CausalLM, tokenIds } from '../model/model.js';
+import { describe } from '../native/device.js';
 import type { AdamW } from '../model/optim.js';
 import { gatherRows, responseRows, scatterRows } from '../model/response.js';
 import type { GroupAdvantageOptions } from '../ops/advantages.js';
@@ -88,12 +89,20 @@ export function rollout(model: CausalLM, prompts: readonly RlPrompt[], options: 
   const G = options.group ?? 8;
   if (!Number.isInteger(G) || G < 1) throw new RangeError('rollout: group must be a positive integer');
   if (!Array.isArray(prompts) || prompts.length === 0) throw new RangeError('rollout: no prompts');
+  // checked before any generation: a bad prompt found after minutes of sampling would waste them
+  prompts.forEach((p: RlPrompt, i) => {
+    if (p === null || typeof p !== 'object') throw new TypeError(`rollout: prompts[${i}] must be an object { ids, taskId, score }, not ${describe(p)}`);
+    tokenIds(`rollout: prompts[${i}].ids`, p.ids, model.config.vocabSize);
+    if (typeof p.taskId !== 'string' && typeof p.taskId !== 'number') throw new TypeError(`rollout: prompts[${i}].taskId must be a string or a number, not ${describe(p.taskId)}`);
+    if (typeof p.score !== 'function') throw new TypeError(`rollout: prompts[${i}].score must be a function (response token ids) => number, not ${describe(p.score)}`);
+  });
   const batch = prompts.flatMap((p) => Array.from({ length: G }, () => p.ids));
   const gens = model.generate(batch, { maxTokens: options.maxTokens ?? 256, temperature: options.temperature ?? 0.7, topP: options.topP ?? 0.95, stopIds: options.stopIds, seed: options.seed });
   return gens.map((g, i) => {
     const p = prompts[Math.floor(i / G)]!;
     if (g.tokens.length === 0) throw new RangeError('rollout: a rollout has no tokens (maxTokens must be at least 1 and prompts shorter than the model window)');
-    const reward = p.score(g.tokens);
+    const reward: unknown = p.score(g.tokens);
+    if (typeof reward !== 'number') throw new TypeError(`rollout: prompts[${Math.floor(i / G)}].score returned ${describe(reward)}, not a number`);
     return { groupId: Math.floor(i / G), taskId: p.taskId, reward, tokens: g.tokens, tokenEntropy: g.entropies, prompt: p.ids, sampleLogp: g.logprobs, finishReason: g.finishReason };
   });
 }

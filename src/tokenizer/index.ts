@@ -1,6 +1,6 @@
 /** Tokenizers: llama2.c's format, Hugging Face tokenizer.json (with chat templates), and word-level vocabularies. */
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { HfTokenizer, type TextTokenizer } from './hf.js';
 import { Llama2cTokenizer } from './llama2c.js';
 import { WordTokenizer } from './word.js';
@@ -22,4 +22,17 @@ export function loadTokenizer(path: string, vocabSize?: number): TextTokenizer {
     return new HfTokenizer(path);
   }
   return Llama2cTokenizer.fromFile(path, vocabSize);
+}
+
+/**
+ * The tokenizer that belongs to a model, if one is there: a model folder's own tokenizer.json or words.json, or
+ * tokenizer.bin / tok<vocabSize>.bin beside a llama2.c model file. Returns its path (for loadTokenizer).
+ */
+export function findTokenizer(modelPath: string, vocabSize?: number): string | undefined {
+  if (!existsSync(modelPath)) return undefined;
+  if (statSync(modelPath).isDirectory()) {
+    return ['tokenizer.json', 'words.json'].some((f) => existsSync(join(modelPath, f))) ? modelPath : undefined;
+  }
+  const names = ['tokenizer.bin', ...(vocabSize === undefined ? [] : [`tok${vocabSize}.bin`])];
+  return names.map((n) => join(dirname(modelPath), n)).find((p) => existsSync(p));
 }
