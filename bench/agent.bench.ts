@@ -3,11 +3,11 @@
  * memories) at 1, 8 and 32 questions at once; (2) a 4,000,000-token input through the CLI in bounded memory (peak
  * RSS of a quarter vs all of it); (3) tiny-world questions in 4K / 16K / 64K-token documents (8 per task, 32 per
  * length): single pass with middle truncation vs the memory agent untrained, after memory SFT and after memory RL.
- * Writes bench/results/agent.md. Parts whose inputs are missing (the shared stories260K checkpoint, the packaged
+ * With --save, writes agent.md into the results folder. Parts whose inputs are missing (the shared stories260K checkpoint, the packaged
  * memory models) are skipped with a message.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalBackend } from '../src/agent/backend.js';
@@ -129,7 +129,7 @@ const suite: BenchSuite = {
       // fusion as the paper does it: SCE of the memory-RL expert and a single-pass RL model over their common base
       if (!ctx.quick && existsSync(join(rl, 'config.json'))) {
         const V = memoryModelConfig().vocabSize;
-        let spFinal = join('bench', 'results', 'recipe-runs', 'aepo-preset-preset-seed0', 'final');
+        let spFinal = join(process.env.QWENLONG_RECIPE_RUNS ?? join(ctx.resultsDir, 'recipe-runs'), 'aepo-preset-preset-seed0', 'final');
         let tmp: string | undefined;
         if (!existsSync(join(spFinal, 'config.json'))) {
           tmp = mkdtempSync(join(tmpdir(), 'qwenlong-sp-'));
@@ -162,7 +162,7 @@ const suite: BenchSuite = {
       }
       md.push('');
     }
-    if (!ctx.quick) writeFileSync(join('bench', 'results', 'agent.md'), `${md.join('\n')}\n`);
+    if (!ctx.quick) ctx.writeReport('agent.md', `${md.join('\n')}\n`);
     return records;
   },
 };

@@ -5,7 +5,6 @@
  * alternate the two sides and the speedup is the median of the rounds' ratios.
  */
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 
 import { packageRoot } from '../src/native/addon.js';
 import { info } from '../src/native/runtime.js';

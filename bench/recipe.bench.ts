@@ -4,9 +4,9 @@
  * each run capped at 4 minutes and resumable (finished runs are reused, so the sweep may span several sittings).
  * Reports greedy held-out macro accuracy per arm with its seed spread and a paired bootstrap interval of the
  * difference against grpo (questions resampled within tasks, seeds paired), and rollout throughput. Writes
- * bench/results/recipe.md. Runs live in bench/results/recipe-runs/ (or QWENLONG_RECIPE_RUNS).
+ * recipe.md in the results folder (with --save). Runs live in its recipe-runs/ (or QWENLONG_RECIPE_RUNS).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchRecord, BenchSuite } from '../src/bench/types.js';
 import { tinyCheckpoint } from '../src/cli/train.js';
@@ -64,7 +64,7 @@ const suite: BenchSuite = {
   name: 'recipe',
   description: 'tiny-preset ablation: grpo, + balanced sampling, + task std, aepo; 3 seeds; held-out accuracy and RL throughput',
   async run(ctx) {
-    const root = process.env.QWENLONG_RECIPE_RUNS ?? join('bench', 'results', 'recipe-runs');
+    const root = process.env.QWENLONG_RECIPE_RUNS ?? join(ctx.resultsDir, 'recipe-runs');
     const seeds = ctx.quick ? [0] : [0, 1, 2];
     const arms = ctx.quick ? [ARMS[0]!, ARMS[3]!] : ARMS;
     const cap = Number(process.env.QWENLONG_RECIPE_CAP_S ?? 240);
@@ -138,7 +138,7 @@ const suite: BenchSuite = {
         ...rows,
         '',
       ].join('\n');
-      writeFileSync(join('bench', 'results', 'recipe.md'), md);
+      ctx.writeReport('recipe.md', md);
     }
     return out;
   },

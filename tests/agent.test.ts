@@ -341,6 +341,11 @@ describe('memory training and evaluation from the command line', () => {
       expect(t.status, t.stderr).toBe(0);
       const records = readFileSync(join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
       expect(records.map((r) => r.step)).toEqual([1, 2]);
+      // the same command again would replace the run: refused, and the run is as it was
+      const again = cli('train', '--agent', 'memory', '--model', join(dir, 'start'), '--out', join(dir, 'run'), '--steps', '2');
+      expect(again.status).toBe(1);
+      expect(again.stderr).toMatch(/already holds a run \(metrics\.jsonl, final\)/);
+      expect(readFileSync(join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
       for (const r of records) {
         expect(r.rewardMean).toBeGreaterThanOrEqual(0);
         expect(r.rewardMean).toBeLessThanOrEqual(1);

@@ -2,6 +2,7 @@
 // present): the tokenizer against a Python port of run.c, logits and 200-position greedy continuations against a
 // float64 PyTorch forward (scripts/golden/model.py), generation through the KV cache against full recomputation,
 // batching, sampling statistics, and corrupt files.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -134,6 +135,13 @@ describe.skipIf(!present)('stories260K', () => {
     expect(() => loadModel(join(dir, 'nope.bin'))).toThrow(/no file/);
     expect(() => loadModel(join(dir, 'model.bin'), { dtype: 'f64' as never })).toThrow(/^loadModel: dtype must be 'f32', 'bf16' or 'f16', not 'f64'$/);
     if (!native().info().cuda.available) expect(() => loadModel(join(dir, 'model.bin'), { device: 'cuda' })).toThrow(/^loadModel: device: 'cuda' cannot be used here \(.+\); use 'cpu'$/);
+  });
+
+  it('the command line refuses a tokenizer with more ids than the model', () => {
+    const cli = join(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
+    const r = spawnSync(process.execPath, [cli, 'generate', '--model', join(import.meta.dirname, '..', 'models', 'tiny-sft'), '--tokenizer', join(dir, 'tok512.bin')], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/--tokenizer .*tok512\.bin: the tokenizer has 512 tokens, more than the model's vocabulary of 64/);
   });
 
   it("loadModel finds the model's own tokenizer unless told otherwise", () => {

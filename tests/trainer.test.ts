@@ -263,6 +263,10 @@ describe('the tiny preset', () => {
     expect(run('train', '--model', 'x')).toMatch(/needs --model and --data/);
     expect(run('train', '--preset', 'tiny', '--group', '0')).toMatch(/--group must be an integer ≥ 1/);
     expect(run('eval')).toMatch(/eval needs --data/);
+    // a preset that brings its own tokenizer refuses one it would ignore
+    expect(run('train', '--preset', 'tiny', '--tokenizer', 'x')).toMatch(/--tokenizer: --preset tiny brings its own tokenizer/);
+    expect(run('sft', '--preset', 'tiny', '--tokenizer', 'x', '--out', 'x')).toMatch(/--tokenizer: --preset tiny brings its own tokenizer/);
+    expect(run('sft', '--agent', 'memory', '--tokenizer', 'x', '--out', 'x')).toMatch(/--tokenizer: --agent memory brings its own tokenizer/);
   });
 });
 

@@ -4,7 +4,7 @@
  * appends the records to `bench/results/<suite>.jsonl` with the machine, date and commit.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -105,7 +105,22 @@ export async function runBenchmarks(opts: RunOptions): Promise<BenchRecord[]> {
   }
   const m = machine();
   opts.log(`machine: ${machineLine(m)}`);
-  const ctx: BenchContext = { quick: opts.quick, log: opts.log, time: (fn, t) => timeIt(fn, t, opts.quick) };
+  const ctx: BenchContext = {
+    quick: opts.quick,
+    log: opts.log,
+    time: (fn, t) => timeIt(fn, t, opts.quick),
+    resultsDir: opts.resultsDir,
+    writeReport(file, text) {
+      const path = join(opts.resultsDir, file);
+      if (!opts.save) {
+        opts.log(`(report not written: --save writes it to ${path})`);
+        return;
+      }
+      mkdirSync(opts.resultsDir, { recursive: true });
+      writeFileSync(path, text);
+      opts.log(`report: ${path}`);
+    },
+  };
   const all: BenchRecord[] = [];
   const date = new Date().toISOString();
   const commit = gitCommit();

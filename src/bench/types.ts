@@ -33,6 +33,10 @@ export interface BenchContext {
   log(line: string): void;
   /** Time `fn` (sync or async) with warm-up and return the median of the timed iterations. */
   time(fn: () => unknown, opts?: TimeOptions): Promise<{ medianMs: number; samples: number }>;
+  /** The results folder (`--results-dir`, default bench/results under the working directory). */
+  resultsDir: string;
+  /** Writes a suite's report (Markdown) into the results folder with `--save`; without it, says where it would go. */
+  writeReport(file: string, text: string): void;
 }
 
 export interface BenchSuite {

@@ -7,7 +7,8 @@ import { readFiles } from '../agent/chunks.js';
 import { MemoryAgent } from '../agent/memory_agent.js';
 import { loadModel } from '../model/index.js';
 import { usableDevice } from '../native/device.js';
-import { tokenizerFor } from './train.js';
+import { TOKENIZER_HELP, tokenizerFor } from './train.js';
+import { loadTokenizer } from '../tokenizer/index.js';
 
 function int(name: string, lo: number) {
   return (v: string): number => {
@@ -58,7 +59,7 @@ export function registerAgentCommand(program: Command): void {
     .requiredOption('--question <text>', 'the core question (asked at every chunk)')
     .option('--format <text>', 'answer-format instructions (given only to the final answer call)')
     .option('--model <path|name>', 'a llama2.c model.bin or Hugging Face folder; with --llm, the served model name')
-    .option('--tokenizer <path>', 'tokenizer (default: beside the model); with --llm, counts chunk tokens')
+    .option('--tokenizer <path>', `${TOKENIZER_HELP}; with --llm, the tokenizer that counts chunk tokens`)
     .option('--llm <url>', 'an OpenAI-compatible endpoint (http://host:port/v1) instead of a local model')
     .option('--api-key <key>', 'bearer key for --llm (default $OPENAI_API_KEY)')
     .option('--chunk-tokens <n>', "input tokens per chunk (default 1024, at most half a local model's window)", int('chunk-tokens', 1))
@@ -82,7 +83,7 @@ export function registerAgentCommand(program: Command): void {
       let dispose = () => {};
       let window = Infinity;
       if (o.llm) {
-        backend = new OpenAIBackend({ url: o.llm, model: o.model, apiKey: o.apiKey ?? process.env.OPENAI_API_KEY, tokenizer: o.tokenizer ? tokenizerFor(o.tokenizer, o.tokenizer) : undefined });
+        backend = new OpenAIBackend({ url: o.llm, model: o.model, apiKey: o.apiKey ?? process.env.OPENAI_API_KEY, tokenizer: o.tokenizer ? loadTokenizer(o.tokenizer) : undefined });
         chat = true;
       } else {
         if (!existsSync(o.model)) throw new Error(`--model: no model at ${o.model}`);

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadModel } from '../model/index.js';
 import { usableDevice } from '../native/device.js';
-import { tokenizerFor } from './train.js';
+import { TOKENIZER_HELP, tokenizerFor } from './train.js';
 
 function number(name: string, lo: number, hi: number, integer = false) {
   return (v: string): number => {
@@ -17,7 +17,7 @@ export function registerGenerateCommand(program: Command): void {
     .command('generate')
     .description('generate text with a model (a llama2.c checkpoint or a Hugging Face folder)')
     .requiredOption('--model <path>', 'llama2.c model.bin, or a Hugging Face model folder')
-    .option('--tokenizer <path>', 'tokenizer (default: tokenizer.json or words.json in the model folder, or tokenizer.bin / tok<vocab>.bin beside a .bin model)')
+    .option('--tokenizer <path>', TOKENIZER_HELP)
     .option('--prompt <text>', 'text to continue (default: start from BOS alone)')
     .option('--steps <n>', 'positions in all, prompt included', number('steps', 1, 1 << 20, true), 256)
     .option('--temperature <t>', '0 is greedy', number('temperature', 0, 100), 1)

@@ -1,5 +1,5 @@
 /** The memory agent's training and evaluation from the command line (`train --agent memory`, `eval --mode memory`). */
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasOwnChatTemplate, LocalBackend } from '../agent/backend.js';
 import { MemoryAgent } from '../agent/memory_agent.js';
@@ -9,16 +9,20 @@ import { evaluateMemory } from '../eval/memory.js';
 import { loadModel } from '../model/index.js';
 import { usableDevice } from '../native/device.js';
 import { readItems } from '../rl/data.js';
-import { scoreLine, tokenizerFor, type EvalCli, type TrainCli } from './train.js';
+import { refuseTokenizer, scoreLine, tokenizerFor, type EvalCli, type TrainCli } from './train.js';
+import { prepareRunFolder } from '../rl/trainer.js';
+import { findTokenizer } from '../tokenizer/index.js';
 
 export async function trainMemoryCli(o: TrainCli): Promise<void> {
   const log = (line: string) => console.error(line);
   if (!o.model) throw new Error('train --agent memory needs --model (a memory-SFT model: qwenlong sft --agent memory --out DIR)');
   if (!o.out) throw new Error('train --agent memory needs --out RUN_DIR');
   if (!existsSync(o.model)) throw new Error(`--model: no model at ${o.model}`);
+  refuseTokenizer(o, '--agent memory');
+  if (o.resume) throw new Error('--resume: train --agent memory keeps no checkpoint to resume from; start afresh (--overwrite replaces an earlier run)');
+  prepareRunFolder(o.out, o.overwrite);
   const { model } = loadModel(o.model, { dtype: 'f32', device: usableDevice(o.device, '--device') });
   try {
-    mkdirSync(o.out, { recursive: true });
     const metrics = join(o.out, 'metrics.jsonl');
     writeFileSync(metrics, '');
     const steps = o.steps ?? 40;
@@ -46,7 +50,7 @@ export async function evalMemoryCli(o: EvalCli): Promise<void> {
   if (lengths.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`--lengths must be a comma-separated list of token counts (got ${JSON.stringify(o.lengths)})`);
   const items = o.data ? readItems(o.data) : memoryWorldItems(4242, lengths, o.perTask);
   const tiny = o.preset === 'tiny-memory';
-  const tokenizer = tiny && !o.tokenizer ? memoryTokenizer() : tokenizerFor(o.model, o.tokenizer);
+  const tokenizer = tiny && !o.tokenizer && !findTokenizer(o.model) ? memoryTokenizer() : tokenizerFor(o.model, o.tokenizer);
   const chat = hasOwnChatTemplate(tokenizer);
   const prompts = o.prompts ?? (chat ? 'chat' : 'plain');
   const { model } = loadModel(o.model, { device: usableDevice(o.device, '--device') });

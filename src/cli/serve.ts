@@ -5,7 +5,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { loadModel } from '../model/index.js';
 import { usableDevice } from '../native/device.js';
 import { createServer } from '../serve/server.js';
-import { tokenizerFor } from './train.js';
+import { TOKENIZER_HELP, tokenizerFor } from './train.js';
 
 function int(name: string, lo: number, hi: number) {
   return (v: string): number => {
@@ -30,7 +30,7 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions), batching concurrent requests')
     .requiredOption('--model <path>', 'a llama2.c model.bin or a Hugging Face model folder')
-    .option('--tokenizer <path>', 'tokenizer (default: beside the model)')
+    .option('--tokenizer <path>', TOKENIZER_HELP)
     .option('--port <n>', 'port (0: any free one)', int('port', 0, 65535), 8000)
     .option('--host <h>', 'address to listen on', '127.0.0.1')
     .option('--name <name>', 'the model name clients ask for (default: the model file or folder name)')

@@ -1,5 +1,5 @@
 /** `qwenlong train | sft | eval | report`: the recipe from the command line. */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -37,14 +37,43 @@ export function tinyCheckpoint(): string {
   return join(packageRoot(), 'models', 'tiny-sft');
 }
 
-/** The tokenizer given, else the one in or beside the model (tokenizer.json / words.json, tokenizer.bin / tok<V>.bin). */
+/** The `--tokenizer` option's help, the same for every command that loads a model. */
+export const TOKENIZER_HELP = "the model's tokenizer (default: tokenizer.json or words.json in the model folder, or tokenizer.bin / tok<vocab>.bin beside a .bin model)";
+
+/** A model's vocabulary size from its config.json or its llama2.c header alone (no weights read). */
+function modelVocabSize(modelPath: string): number {
+  if (statSync(modelPath).isDirectory()) {
+    const v = (JSON.parse(readFileSync(join(modelPath, 'config.json'), 'utf8')) as { vocab_size?: unknown }).vocab_size;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${join(modelPath, 'config.json')}: no valid vocab_size`);
+    return v;
+  }
+  const fd = openSync(modelPath, 'r');
+  try {
+    const head = Buffer.alloc(28);
+    if (readSync(fd, head, 0, 28, 0) < 28) throw new Error(`${modelPath}: shorter than a llama2.c header`);
+    return Math.abs(head.readInt32LE(20));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The tokenizer given, else the one in or beside the model (findTokenizer); either way one whose vocabulary fits the
+ * model's (a tokenizer with more ids than the model's embedding would index past it).
+ */
 export function tokenizerFor(modelPath: string, explicit?: string): TextTokenizer {
-  if (explicit) return loadTokenizer(explicit);
   if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}`);
-  const vocab = statSync(modelPath).isDirectory() ? undefined : readLlama2c(modelPath).config.vocabSize;
-  const found = findTokenizer(modelPath, vocab);
-  if (!found) throw new Error(`no tokenizer in or beside ${modelPath} (tokenizer.json, words.json, tokenizer.bin or tok<vocab>.bin): give --tokenizer`);
-  return loadTokenizer(found, vocab);
+  const vocab = modelVocabSize(modelPath);
+  const path = explicit ?? findTokenizer(modelPath, vocab);
+  if (!path) throw new Error(`no tokenizer in or beside ${modelPath} (tokenizer.json, words.json, tokenizer.bin or tok<vocab>.bin): give --tokenizer`);
+  const tok = loadTokenizer(path, explicit ? undefined : vocab);
+  if (tok.vocabSize > vocab) throw new Error(`${explicit ? '--tokenizer ' : ''}${path}: the tokenizer has ${tok.vocabSize} tokens, more than the model's vocabulary of ${vocab}`);
+  return tok;
+}
+
+/** For presets that bring their own tokenizer: refuses a --tokenizer it would not use. */
+export function refuseTokenizer(o: { tokenizer?: string }, what: string): void {
+  if (o.tokenizer !== undefined) throw new Error(`--tokenizer: ${what} brings its own tokenizer; leave out --tokenizer`);
 }
 
 function progress(enabled: boolean) {
@@ -155,7 +184,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--preset <name>', "'tiny': the packaged SFT checkpoint, tiny synthetic worlds, held-out evaluation before and after")
     .addOption(new Option('--agent <kind>', "'memory': RL of the memory agent on tiny-world documents (trajectory rewards)").choices(['memory']))
     .option('--model <path>', 'the starting model (Hugging Face folder or llama2.c .bin)')
-    .option('--tokenizer <path>', 'its tokenizer (default: the one in the model folder)')
+    .option('--tokenizer <path>', TOKENIZER_HELP)
     .option('--data <file>', 'training items (JSONL: task, prompt or question [+ context], answer)')
     .option('--out <dir>', 'the run folder (metrics.jsonl, checkpoint/, report.html)')
     .addOption(new Option('--algo <algo>', 'the arm').choices(ALGOS as string[]).default('aepo'))
@@ -189,8 +218,13 @@ export function registerTrainCommands(program: Command): void {
       if (o.preset !== undefined) {
         if (o.preset !== 'tiny') throw new Error(`--preset: unknown preset '${o.preset}' (known: tiny)`);
         if (o.model || o.data) throw new Error('--preset tiny brings its own model and data: leave out --model and --data');
+        refuseTokenizer(o, '--preset tiny');
         const config = overrides(o, makeTrainConfig({ algo: o.algo }, (await import('../rl/tiny.js')).TINY_TRAIN).stages);
-        const runDir = o.out ?? join('runs', `tiny-${o.algo}-seed${config.seed ?? 0}`);
+        // the default folder: a repeated command starts a new one beside the last (base, base-2, ...) rather than
+        // refusing; --resume and --overwrite mean the base folder itself
+        const base = join('runs', `tiny-${o.algo}-seed${config.seed ?? 0}`);
+        let runDir = o.out ?? base;
+        for (let n = 2; o.out === undefined && !o.resume && !o.overwrite && existsSync(join(runDir, 'metrics.jsonl')); n++) runDir = `${base}-${n}`;
         const ckpt = tinyCheckpoint();
         if (!existsSync(join(ckpt, 'config.json'))) throw new Error(`the tiny preset's checkpoint is missing (${ckpt}); make it with: qwenlong sft --preset tiny --out ${ckpt}`);
         log(`tiny recipe: ${o.algo}, run folder ${runDir}`);
@@ -229,7 +263,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--preset <name>', "'tiny'")
     .addOption(new Option('--agent <kind>', "'memory': memory-agent SFT on oracle traces of tiny-world documents, from --model (default the tiny checkpoint)").choices(['memory']))
     .option('--model <path>', 'the starting model')
-    .option('--tokenizer <path>', 'its tokenizer')
+    .option('--tokenizer <path>', TOKENIZER_HELP)
     .option('--data <file>', 'items (JSONL); the answer is the target')
     .requiredOption('--out <dir>', 'where the model folder goes')
     .option('--steps <n>', 'steps', num('steps', 1, 2 ** 31, true))
@@ -241,12 +275,16 @@ export function registerTrainCommands(program: Command): void {
     .action(async (o: { preset?: string; agent?: 'memory'; model?: string; tokenizer?: string; data?: string; out: string; steps?: number; batch: number; lr: number; seed: number; stopAt: number; device?: string }) => {
       const log = (line: string) => console.error(line);
       if (o.agent === 'memory') {
+        refuseTokenizer(o, '--agent memory');
+        if (o.data) throw new Error('--data: sft --agent memory trains on oracle traces of tiny-world documents; leave out --data');
         const r = await sftMemory({ from: o.model ?? tinyCheckpoint(), outDir: o.out, steps: o.steps ?? 2000, batch: Math.min(o.batch, 32), lr: o.lr, seed: o.seed, log });
         console.log(`memory sft: ${r.steps} steps, last nll ${r.nll.toFixed(4)}; model in ${o.out}`);
         return;
       }
       if (o.preset !== undefined) {
         if (o.preset !== 'tiny') throw new Error(`--preset: unknown preset '${o.preset}' (known: tiny)`);
+        if (o.model || o.data) throw new Error('--preset tiny trains the tiny model from scratch on its own data: leave out --model and --data');
+        refuseTokenizer(o, '--preset tiny');
         const r = await sftTiny({ outDir: o.out, steps: o.steps ?? 800, batch: o.batch, lr: o.lr, seed: o.seed, stopAt: o.stopAt, log });
         console.log(`sft: ${r.steps} steps, pass@1 ${r.pass1.toFixed(3)}, pass@8 ${r.passK.toFixed(3)}; model in ${o.out}`);
         return;
@@ -292,7 +330,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--memory-tokens <n>', 'memory mode: tokens per memory update', num('memory-tokens', 1, 2 ** 31, true))
     .addOption(new Option('--prompts <kind>', 'memory mode: prompt style (default plain for word/llama2.c tokenizers, chat otherwise)').choices(['chat', 'plain']))
     .option('--model <path>', 'the model (default: the tiny preset\'s checkpoint)')
-    .option('--tokenizer <path>', 'its tokenizer')
+    .option('--tokenizer <path>', TOKENIZER_HELP)
     .option('--out <file>', 'predictions (JSONL)')
     .option('--max-tokens <n>', 'answer tokens at most', num('max-tokens', 1, 2 ** 31, true), 32)
     .option('--window <n>', 'prompt + answer tokens at most (longer prompts are middle-truncated; default the model\'s)', num('window', 2, 2 ** 31, true))
@@ -304,7 +342,8 @@ export function registerTrainCommands(program: Command): void {
       const modelPath = o.model ?? tinyCheckpoint();
       if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}`);
       const items = o.data ? readItems(o.data) : tinyHeldOut();
-      const tokenizer = o.preset === 'tiny' && !o.tokenizer ? worldTokenizer() : tokenizerFor(modelPath, o.tokenizer);
+      // the tiny held-out set is in the tiny worlds' words: a model that brings no tokenizer of its own reads it with those
+      const tokenizer = o.preset === 'tiny' && !o.tokenizer && !findTokenizer(modelPath) ? worldTokenizer() : tokenizerFor(modelPath, o.tokenizer);
       const { model } = loadModel(modelPath, { device: usableDevice(o.device, '--device') });
       try {
         const r = evaluate(model, tokenizer, items, { maxTokens: o.maxTokens, window: o.window });

@@ -415,7 +415,6 @@ export class CausalLM {
     const { maxTokens, temperature, topP, topK } = checkSampling('CausalLM.generate', options, 0);
     const stop = new Set(options.stopIds ?? defaultStopIds(c));
     const rng = new Random(options.seed ?? 0);
-    const B = prompts.length;
     const limit = prompts.map((p, b) => {
       if (!Array.isArray(p) || p.length === 0) throw new TypeError(`CausalLM.generate: prompts[${b}] must be a non-empty array of token ids`);
       if (p.length > c.maxSeqLen) throw new RangeError(`CausalLM.generate: prompts[${b}] has ${p.length} tokens, the model takes ${c.maxSeqLen}`);

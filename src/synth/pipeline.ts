@@ -11,7 +11,7 @@ import { ContextBuilder, type BuiltContext } from './context.js';
 import { buildDialogueContext } from './dialogue.js';
 import { checkEvidence, checkLeak, checkLength, checkSupported, DuplicateFilter } from './checks.js';
 import { Rng } from './rng.js';
-import { loadTokenCounter, type TokenCounter } from './tokenizer.js';
+import { loadTokenCounter } from './tokenizer.js';
 import { DurableAppender, renameDurable, writeFileAtomic } from './io.js';
 import { parseJsonl } from './io.js';
 import { questionLine, validateQuestion } from './schema.js';
