@@ -52,6 +52,11 @@ function cmakeVersionOk(cmake) {
 }
 
 function buildFromSource() {
+  // the build uses x86-64 vector flags and GNU ld options: other platforms would fail deep inside the compiler output
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    say(`the native addon builds on Linux x86-64 only, and no prebuilt binary matches ${process.platform}-${process.arch}`);
+    process.exit(1);
+  }
   const cmake = onPath('cmake');
   const cxx = ['c++', 'g++', 'clang++'].map(onPath).find(Boolean);
   const missing = [];
@@ -61,7 +66,7 @@ function buildFromSource() {
   if (missing.length) {
     say(
       `no prebuilt binary matches ${process.platform}-${process.arch}, and building one from source needs ${missing.join(' and ')}.\n` +
-        '  Debian/Ubuntu: sudo apt-get install cmake g++   Fedora: sudo dnf install cmake gcc-c++   macOS: xcode-select --install && brew install cmake\n' +
+        '  Debian/Ubuntu: sudo apt-get install cmake g++   Fedora: sudo dnf install cmake gcc-c++\n' +
         '  Add the CUDA toolkit (nvcc) for the GPU backend. Then run `npm rebuild qwenlong`.',
     );
     process.exit(1);
