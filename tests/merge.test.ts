@@ -2,7 +2,7 @@
 // example must come out as worked below (sign consensus on the unweighted sum, selection by variance, ties in
 // element order), one model must pass through, bad inputs must be refused with the model and tensor named, and
 // mergeFolders must write a loadable folder atomically, as must the `merge` command.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -304,14 +304,15 @@ describe('mergeFolders', () => {
   it('writes a folder that reads back as the in-memory merge and loads as a working model', async () => {
     const { dir, base, models, paths } = setup();
     const out = join(dir, 'merged');
-    mkdirSync(`${out}.tmp`);
-    writeFileSync(join(`${out}.tmp`, 'stale'), 'left by a crashed run');
+    // The base model sits in a folder named like a temporary of the output: it must be read, never removed.
+    cpSync(join(dir, 'base'), `${out}.tmp`, { recursive: true });
     const seen: string[] = [];
-    const r = mergeFolders({ method: 'sce', base: join(dir, 'base'), models: paths, out, selectTopK: 0.5, onTensor: (n) => seen.push(n) });
+    const r = mergeFolders({ method: 'sce', base: `${out}.tmp`, models: paths, out, selectTopK: 0.5, onTensor: (n) => seen.push(n) });
     expect(r.tensors).toBe(base.tensors.size);
     expect(seen.length).toBe(base.tensors.size);
     expect(r.copied.sort()).toEqual(['tokenizer_config.json', 'words.json']);
-    expect(existsSync(`${out}.tmp`)).toBe(false);
+    expect(readdirSync(`${out}.tmp`).sort()).toEqual(readdirSync(join(dir, 'base')).sort());
+    expect(readdirSync(dir).filter((n) => n.startsWith('merged.tmp-'))).toEqual([]);
     expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer_config.json', 'words.json']);
 
     const expected = mergeSce(base, models, { selectTopK: 0.5 });
@@ -342,7 +343,7 @@ describe('mergeFolders', () => {
     writeHfFolder(join(dir, 'small'), small);
     expect(() => mergeFolders({ method: 'sce', base: join(dir, 'base'), models: [paths[0]!, join(dir, 'small')], out })).toThrow(/model 1 \(.*small\) has config dim = 8/);
     expect(existsSync(out)).toBe(false);
-    expect(existsSync(`${out}.tmp`)).toBe(false);
+    expect(readdirSync(dir).filter((n) => n.startsWith('out.tmp'))).toEqual([]);
   });
 });
 

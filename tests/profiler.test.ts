@@ -33,12 +33,32 @@ describe('profile', () => {
     a.dispose();
   });
 
-  it('refuses a nested profile and an asynchronous function, and stays usable', () => {
+  it('refuses a nested profile, and stays usable', () => {
     const a = Tensor.from(randomArray(16, 4), [16], { device: 'cpu' });
     expect(() => profile(() => profile(() => 0))).toThrow(/already running/);
-    expect(() => profile(() => Promise.resolve(1))).toThrow(/Promise/);
+    expect(() => profile(42 as never)).toThrow(/fn must be a function/);
     const p = profile(() => ops.add(a, a).dispose());
     expect(p.ops.map((o) => [o.op, o.calls])).toEqual([['ops.add', 1]]);
+    expect(() => formatProfile({} as never)).toThrow(/p must be a profile/);
+    expect(() => formatProfile(p, -1)).toThrow(/top must be a positive integer/);
+    a.dispose();
+  });
+
+  it('an async function is awaited: ops after its awaits count, and a rejection reaches the caller with the profiler off', async () => {
+    const a = Tensor.from(randomArray(16, 5), [16], { device: 'cpu' });
+    const p = await profile(async () => {
+      ops.add(a, a).dispose();
+      await new Promise((ok) => setTimeout(ok, 5));
+      ops.add(a, a).dispose();
+      ops.matmul(a.reshape([4, 4]), a.reshape([4, 4])).dispose();
+      return 7;
+    });
+    expect(p.result).toBe(7);
+    expect(p.ops.map((o) => [o.op, o.calls]).sort()).toEqual([['ops.add', 2], ['ops.matmul', 1]]);
+    expect(p.wallMs).toBeGreaterThanOrEqual(4);
+    await expect(profile(async () => { await Promise.resolve(); throw new Error('inner failure'); })).rejects.toThrow('inner failure');
+    ops.add(a, a).dispose();
+    expect(native().profilerStop()).toEqual([]); // stopped by the rejection
     a.dispose();
   });
 

@@ -118,6 +118,8 @@ describe('train', () => {
     execFileSync(process.execPath, [...args(killed), '--resume'], { stdio: 'pipe' });
     const weights = (d: string) => readFileSync(join(d, 'final', 'model.safetensors'));
     expect(weights(killed).equals(weights(join(root, 'straight')))).toBe(true);
+    // the final model and the checkpoint carry the starting model's tokenizer: each loads alone
+    for (const d of [join(killed, 'final'), join(killed, 'checkpoint')]) expect(readFileSync(join(d, 'words.json'), 'utf8')).toBe(readFileSync(join(modelDir, 'words.json'), 'utf8'));
   }, 90_000);
 
   it('skips a step with a non-finite reward or loss and leaves the weights alone', async () => {

@@ -1,6 +1,6 @@
 /** `qwenlong train | sft | eval | report`: the recipe from the command line. */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { evaluate, type EvalReport } from '../eval/evaluate.js';
@@ -18,6 +18,7 @@ import { tinyHeldOut } from '../rl/tiny.js';
 import { worldTokenizer } from '../rl/tiny_world.js';
 import { train, type StepRecord } from '../rl/trainer.js';
 import { AdamW } from '../model/optim.js';
+import { copyTokenizerFiles } from '../model/merge.js';
 import { sftMemory } from '../agent/train_memory.js';
 import { evalMemoryCli, trainMemoryCli } from './memory.js';
 import { findTokenizer, loadTokenizer, type TextTokenizer } from '../tokenizer/index.js';
@@ -69,6 +70,17 @@ export function tokenizerFor(modelPath: string, explicit?: string): TextTokenize
   const tok = loadTokenizer(path, explicit ? undefined : vocab);
   if (tok.vocabSize > vocab) throw new Error(`${explicit ? '--tokenizer ' : ''}${path}: the tokenizer has ${tok.vocabSize} tokens, more than the model's vocabulary of ${vocab}`);
   return tok;
+}
+
+/**
+ * Puts the tokenizer a command used beside the model folder it wrote (the starting model's tokenizer files, or those of
+ * an explicit --tokenizer folder or tokenizer.json / words.json), so the output loads alone in every command.
+ */
+function keepTokenizer(o: { model?: string; tokenizer?: string }, dest: string): void {
+  if (o.model) copyTokenizerFiles(o.model, dest);
+  if (!o.tokenizer || !existsSync(o.tokenizer)) return;
+  if (statSync(o.tokenizer).isDirectory()) copyTokenizerFiles(o.tokenizer, dest);
+  else if (['tokenizer.json', 'words.json'].includes(basename(o.tokenizer))) cpSync(o.tokenizer, join(dest, basename(o.tokenizer)));
 }
 
 /** For presets that bring their own tokenizer: refuses a --tokenizer it would not use. */
@@ -244,11 +256,12 @@ export function registerTrainCommands(program: Command): void {
       const items = readItems(o.data);
       const config = makeTrainConfig(overrides(o, makeTrainConfig({ algo: o.algo }).stages));
       const host = statSync(o.model).isDirectory() ? readHfFolder(o.model) : readLlama2c(o.model);
-      const res = await train({ runDir: o.out, model: host, tokenizer, items, config, resume: o.resume, overwrite: o.overwrite, maxSeconds: o.maxSeconds, device, log: (l) => { bar.stop(); log(l); }, onStep });
+      const res = await train({ runDir: o.out, model: host, tokenizer, items, config, resume: o.resume, overwrite: o.overwrite, tokenizerFrom: o.model, maxSeconds: o.maxSeconds, device, log: (l) => { bar.stop(); log(l); }, onStep });
       bar.stop();
       try {
         if (res.finished) {
           await res.model.save(join(o.out, 'final'));
+          keepTokenizer(o, join(o.out, 'final'));
           log(`final model: ${join(o.out, 'final')}`);
         } else log(`stopped at step ${res.step}/${res.totalSteps}; continue with --resume`);
       } finally {
@@ -311,6 +324,7 @@ export function registerTrainCommands(program: Command): void {
         });
         mkdirSync(o.out, { recursive: true });
         await model.save(o.out);
+        keepTokenizer(o, o.out);
         console.log(`sft: model in ${o.out}`);
       } finally {
         opt.dispose();

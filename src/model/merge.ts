@@ -29,9 +29,9 @@
  *
  * Host-side code on Float32Arrays: one tensor at a time, float64 accumulation per element, float32 output.
  */
-import { cpSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ModelConfig } from './config.js';
 import { readHfFolder, writeHfFolder } from './hf.js';
 import { type HostWeights, readLlama2c } from './llama2c.js';
@@ -281,6 +281,20 @@ export const TOKENIZER_FILES = [
   'added_tokens.json', 'chat_template.jinja', 'chat_template.json', 'generation_config.json',
 ];
 
+/** Copies the tokenizer files (TOKENIZER_FILES) of model folder `from` into folder `to`; returns the names copied. */
+export function copyTokenizerFiles(from: string, to: string): string[] {
+  const copied: string[] = [];
+  if (!existsSync(from) || !statSync(from).isDirectory()) return copied;
+  for (const f of TOKENIZER_FILES) {
+    const src = join(from, f);
+    if (existsSync(src) && statSync(src).isFile()) {
+      cpSync(src, join(to, f));
+      copied.push(f);
+    }
+  }
+  return copied;
+}
+
 function readWeights(path: string, what: string): HostWeights {
   if (!existsSync(path)) throw new Error(`${what}: no model at ${path}`);
   return statSync(path).isDirectory() ? readHfFolder(path) : readLlama2c(path);
@@ -308,8 +322,8 @@ export interface MergeFoldersResult {
 
 /**
  * Reads the base and the models, merges them with SCE and writes a Hugging Face folder at `out` (config.json,
- * model.safetensors in f32, and the base folder's tokenizer files). Everything is written into `out + '.tmp'`
- * (removed first if a crashed run left it) and renamed to `out` at the end, so `out` is either absent or complete.
+ * model.safetensors in f32, and the base folder's tokenizer files). Everything is written into a fresh folder
+ * beside it (`out.tmp-XXXXXX`) and renamed to `out` at the end, so `out` is either absent or complete.
  */
 export function mergeFolders(opts: MergeFoldersOptions): MergeFoldersResult {
   if (opts.method !== 'sce') throw new RangeError(`mergeFolders: method '${String(opts.method)}' is not supported (sce is)`);
@@ -328,21 +342,14 @@ export function mergeFolders(opts: MergeFoldersOptions): MergeFoldersResult {
   for (const t of base.tensors.values()) parameters += t.data.length;
   const merged = merge(base, models, { selectTopK, labels: opts.models, onTensor: opts.onTensor }, true);
 
-  const tmp = `${opts.out}.tmp`;
-  rmSync(tmp, { recursive: true, force: true });
-  const copied: string[] = [];
+  // A fresh folder of our own beside `out` (never a fixed name: a folder called out + '.tmp' may be an input, or
+  // anything else of the user's).
+  mkdirSync(dirname(resolve(opts.out)), { recursive: true });
+  const tmp = mkdtempSync(`${resolve(opts.out)}.tmp-`);
+  let copied: string[] = [];
   try {
     writeHfFolder(tmp, merged);
-    const from = statSync(opts.base).isDirectory() ? opts.base : undefined;
-    if (from) {
-      for (const f of TOKENIZER_FILES) {
-        const src = join(from, f);
-        if (existsSync(src) && statSync(src).isFile()) {
-          cpSync(src, join(tmp, f));
-          copied.push(f);
-        }
-      }
-    }
+    copied = copyTokenizerFiles(opts.base, tmp);
     renameSync(tmp, opts.out);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });

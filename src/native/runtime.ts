@@ -88,29 +88,51 @@ export interface Profile<T> {
 /**
  * Runs fn under the op profiler: every native op it calls is timed (host time, and CUDA event time on the GPU), with
  * the device synchronized before and after. Time outside the ops (TypeScript, sampling, host work between launches)
- * is wallMs minus the sum of hostMs. Profiles do not nest (a nested call throws); fn must be synchronous.
+ * is wallMs minus the sum of hostMs. An async fn is awaited and the profile resolves when it settles (ops that other
+ * code of the process runs meanwhile count too). Profiles do not nest (a nested call throws).
  */
-export function profile<T>(fn: () => T): Profile<T> {
+export function profile<T>(fn: () => Promise<T>): Promise<Profile<T>>;
+export function profile<T>(fn: () => T): Profile<T>;
+export function profile<T>(fn: () => T | Promise<T>): Profile<T> | Promise<Profile<T>> {
+  if (typeof fn !== 'function') throw new TypeError(`profile: fn must be a function, not ${typeof fn}`);
   const n = native();
   synchronize();
   n.profilerStart();
-  let stopped = false;
-  try {
-    const t0 = performance.now();
-    const result = fn();
-    if (result instanceof Promise) throw new TypeError('profile: fn returned a Promise; profile a synchronous run (the ops after its first await would be missed)');
-    synchronize();
+  const t0 = performance.now();
+  // Stops the profiler exactly once, whatever throws.
+  const finish = (result: T): Profile<T> => {
+    try {
+      synchronize();
+    } catch (e) {
+      n.profilerStop();
+      throw e;
+    }
     const wallMs = performance.now() - t0;
-    stopped = true;
     const ops = n.profilerStop().sort((a, b) => b.deviceMs - a.deviceMs);
     return { result, wallMs, ops };
-  } finally {
-    if (!stopped) n.profilerStop();
+  };
+  let result: T | Promise<T>;
+  try {
+    result = fn();
+  } catch (e) {
+    n.profilerStop();
+    throw e;
   }
+  if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+    return Promise.resolve(result).then(finish, (e: unknown) => {
+      n.profilerStop();
+      throw e;
+    });
+  }
+  return finish(result as T);
 }
 
 /** A profile as a text table: op, device, calls, device ms, share of the wall time, host ms. */
 export function formatProfile(p: Pick<Profile<unknown>, 'wallMs' | 'ops'>, top = 20): string {
+  if (p === null || typeof p !== 'object' || !Array.isArray(p.ops) || typeof p.wallMs !== 'number') {
+    throw new TypeError('formatProfile: p must be a profile ({ wallMs, ops }, as profile() returns)');
+  }
+  if (!(Number.isInteger(top) && top >= 1) && top !== Infinity) throw new RangeError(`formatProfile: top must be a positive integer (or Infinity), not ${String(top)}`);
   const lines = [`${'op'.padEnd(28)} ${'device'.padEnd(6)} ${'calls'.padStart(7)} ${'device ms'.padStart(11)} ${'share'.padStart(7)} ${'host ms'.padStart(10)}`];
   for (const o of p.ops.slice(0, top)) {
     lines.push(`${o.op.padEnd(28)} ${o.device.padEnd(6)} ${String(o.calls).padStart(7)} ${o.deviceMs.toFixed(3).padStart(11)} ${((100 * o.deviceMs) / p.wallMs).toFixed(1).padStart(6)}% ${o.hostMs.toFixed(3).padStart(10)}`);

@@ -16,6 +16,7 @@ import { runSft } from './sft.js';
 import { TINY_TRAIN, tinyHeldOut, tinyItems, tinyModelConfig, tinySftStream } from './tiny.js';
 import { worldTokenizer } from './tiny_world.js';
 import { prepareRunFolder, train, type StepRecord } from './trainer.js';
+import { copyTokenizerFiles } from '../model/merge.js';
 
 /** pass@1 (mean reward of k samples) and pass@k (any of k samples scores 1), per task and macro-averaged. */
 export function passAtK(model: CausalLM, tokenizer: TextTokenizer, items: readonly RecipeItem[], opts: { k: number; maxTokens: number; temperature?: number; seed?: number }): { pass1: number; passK: number; byTask: Record<string, { pass1: number; passK: number }> } {
@@ -123,14 +124,17 @@ export async function runTinyRecipe(opts: TinyRecipeOptions): Promise<TinyRecipe
   }
   log(`held-out before RL: ${before.macro.toFixed(3)} (${Object.entries(before.byTask).map(([t, s]) => `${t} ${s.score.toFixed(3)}`).join(', ')})`);
   const pool = tinyItems(config.seed + 1000, 4000);
-  const res = await train({ runDir: opts.runDir, model: host, tokenizer, items: pool, config, resume: opts.resume, overwrite: opts.overwrite, maxSeconds: opts.maxSeconds, log, onStep: opts.onStep });
+  const res = await train({ runDir: opts.runDir, model: host, tokenizer, items: pool, config, resume: opts.resume, overwrite: opts.overwrite, tokenizerFrom: opts.checkpoint, maxSeconds: opts.maxSeconds, log, onStep: opts.onStep });
   try {
     const after = res.finished ? evaluate(res.model, tokenizer, held, { maxTokens: 8 }) : null;
     if (after) log(`held-out after RL: ${after.macro.toFixed(3)} (${Object.entries(after.byTask).map(([t, s]) => `${t} ${s.score.toFixed(3)}`).join(', ')})`);
     const summary = { before: { macro: before.macro, byTask: before.byTask }, after: after && { macro: after.macro, byTask: after.byTask }, steps: res.step, finished: res.finished };
     writeFileSync(join(opts.runDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     if (after) writeFileSync(join(opts.runDir, 'heldout-after.jsonl'), after.predictions.map((p) => `${JSON.stringify(p)}\n`).join(''));
-    if (res.finished) await res.model.save(join(opts.runDir, 'final'));
+    if (res.finished) {
+      await res.model.save(join(opts.runDir, 'final'));
+      copyTokenizerFiles(opts.checkpoint, join(opts.runDir, 'final'));
+    }
     return { before, after, finished: res.finished, records: res.records, config };
   } finally {
     res.model.dispose();

@@ -10,6 +10,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync
 import { join } from 'node:path';
 import type { Device } from '../native/device.js';
 import { readHfFolder, writeHfFolder } from '../model/hf.js';
+import { copyTokenizerFiles } from '../model/merge.js';
 import type { HostWeights } from '../model/llama2c.js';
 import { CausalLM } from '../model/model.js';
 import { AdamW } from '../model/optim.js';
@@ -70,6 +71,8 @@ export interface TrainRunOptions {
    * difficulty bins...). Without it (and without `resume`) such a folder is refused, so no earlier run is lost.
    */
   overwrite?: boolean;
+  /** A model folder whose tokenizer files each checkpoint carries (default: `model` when it is a path). */
+  tokenizerFrom?: string;
   device?: Device;
   /** Stop after this many steps in this sitting (the run stays resumable). */
   maxSteps?: number;
@@ -110,11 +113,13 @@ function hostOf(model: string | HostWeights): HostWeights {
 }
 
 /** Writes the checkpoint atomically: a fresh folder renamed over the old one (the old kept until the rename). */
-async function saveCheckpoint(runDir: string, model: CausalLM, opt: AdamW, state: TrainerState): Promise<void> {
+async function saveCheckpoint(runDir: string, model: CausalLM, opt: AdamW, state: TrainerState, tokenizerFrom: string | undefined): Promise<void> {
   const dir = join(runDir, CHECKPOINT), tmp = `${dir}.tmp`, old = `${dir}.old`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   writeHfFolder(tmp, await model.hostWeights());
+  // the starting model's tokenizer files, so that the checkpoint is a model folder every command can load alone
+  if (tokenizerFrom !== undefined) copyTokenizerFiles(tokenizerFrom, tmp);
   await opt.saveState(join(tmp, 'optimizer.safetensors'));
   writeFileSync(join(tmp, 'trainer.json'), JSON.stringify(state));
   rmSync(old, { recursive: true, force: true });
@@ -369,14 +374,14 @@ export async function train(opts: TrainRunOptions): Promise<TrainRunResult> {
       if (state.step % config.checkpointEvery === 0 || state.step === totalSteps) {
         state.sampler = sampler!.state();
         state.aepo = aepo ? aepo.state() : null;
-        await saveCheckpoint(runDir, model, opt, state);
+        await saveCheckpoint(runDir, model, opt, state, opts.tokenizerFrom ?? (typeof opts.model === 'string' ? opts.model : undefined));
       }
     }
     if (state.step < totalSteps && (state.step % config.checkpointEvery !== 0)) {
       // stopped early in this sitting: checkpoint where it stands so the next one resumes here
       state.sampler = sampler ? (sampler as TaskBalancedSampler).state() : state.sampler;
       state.aepo = aepo ? aepo.state() : null;
-      await saveCheckpoint(runDir, model, opt, state);
+      await saveCheckpoint(runDir, model, opt, state, opts.tokenizerFrom ?? (typeof opts.model === 'string' ? opts.model : undefined));
     }
     return { model, records, step: state.step, totalSteps, finished: state.step >= totalSteps };
   } catch (e) {
