@@ -1,6 +1,6 @@
 // The recipe's trainer: the loop learns, a killed run resumes bitwise, bad steps never touch the weights, bad configs
 // and data get clear errors, the tiny worlds' answers follow from their facts, the report renders.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -330,6 +330,11 @@ describe('evaluate and report', () => {
     const runDir = tempDir();
     const res = await train({ runDir, model: toyHost(5), tokenizer: toyTok, items: toyItems, config: toyConfig({ stages: [{ maxInput: 16, maxOutput: 3, steps: 4 }] }), device: 'cpu' });
     const r = evaluate(res.model, toyTok, toyItems, { maxTokens: 3 });
+    // bad options and items are named, before any generation
+    expect(() => evaluate(res.model, toyTok, toyItems, { window: 1e6 })).toThrow(/window must be an integer above maxTokens \(32\) and at most the model's 32 tokens, not 1000000/);
+    expect(() => evaluate(res.model, toyTok, toyItems, { maxTokens: 3, batch: 0 })).toThrow(/batch must be a positive integer/);
+    expect(() => evaluate(res.model, toyTok, toyItems, { maxTokens: 3, buckets: [] })).toThrow(/buckets must be a non-empty list/);
+    expect(() => evaluate(res.model, toyTok, [{ ...toyItems[0]!, answer: NaN }], { maxTokens: 3 })).toThrow(/items\[0\] "answer" must be a string, a finite number/);
     // the same answers decoded by hand
     const gens = res.model.generate(toyItems.map((i) => toyTok.encode(i.prompt!, { bos: true })), { maxTokens: 3, temperature: 0, stopIds: [2] });
     const manual = toyItems.map((it, i) => scoreResponse(it, toyTok.decode(gens[i]!.tokens.filter((t) => t !== 2))));
@@ -343,5 +348,29 @@ describe('evaluate and report', () => {
     expect(html).not.toMatch(/NaN|undefined/);
     expect(existsSync(writeReport(runDir))).toBe(true);
     expect(() => renderReport(tempDir())).toThrow(/no metrics\.jsonl/);
+    // damaged or empty run files are named; the report may not replace a run file
+    const damaged = tempDir();
+    writeFileSync(join(damaged, 'metrics.jsonl'), readFileSync(join(runDir, 'metrics.jsonl')));
+    writeFileSync(join(damaged, 'config.json'), '{ broken');
+    expect(() => renderReport(damaged)).toThrow(/report: .*config\.json is not JSON/);
+    const empty = tempDir();
+    writeFileSync(join(empty, 'metrics.jsonl'), '');
+    expect(() => renderReport(empty)).toThrow(/metrics\.jsonl has no steps yet/);
+    expect(() => writeReport(runDir, join(runDir, 'metrics.jsonl'))).toThrow(/one of the run's own files/);
+    expect(existsSync(writeReport(runDir, join(runDir, 'new', 'folder', 'r.html')))).toBe(true);
+  });
+
+  it('the eval command checks its flags and output path before evaluating', () => {
+    const dir = tempDir();
+    const data = join(dir, 'items.jsonl');
+    writeFileSync(data, toyItems.map((i) => `${JSON.stringify(i)}\n`).join(''));
+    const cli = join(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
+    const run = (...a: string[]) => spawnSync(process.execPath, [cli, 'eval', ...a], { encoding: 'utf8' });
+    const same = run('--data', data, '--out', data);
+    expect(same.stderr).toMatch(/--out: .*items\.jsonl is also an input of this command/);
+    expect(readFileSync(data, 'utf8').trim().split('\n')).toHaveLength(toyItems.length);
+    expect(run('--preset', 'tiny', '--data', data).stderr).toMatch(/give --preset or --data, not both/);
+    expect(run('--preset', 'bogus').stderr).toMatch(/unknown preset 'bogus'/);
+    expect(run('--data', data, '--out', dir).stderr).toMatch(/is a folder; give a file path/);
   });
 });

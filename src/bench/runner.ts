@@ -4,7 +4,7 @@
  * appends the records to `bench/results/<suite>.jsonl` with the machine, date and commit.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -102,6 +102,11 @@ export async function runBenchmarks(opts: RunOptions): Promise<BenchRecord[]> {
   const names = opts.names.length ? opts.names.map((n) => n.replace(/-/g, '_')) : [...available.keys()].sort();
   for (const name of names) {
     if (!available.has(name)) throw new RangeError(`bench: no suite named '${name}' (have: ${[...available.keys()].sort().join(', ') || 'none'})`);
+  }
+  // a results folder that cannot be one is refused before any suite runs, not after
+  if (opts.save) {
+    if (existsSync(opts.resultsDir) && !statSync(opts.resultsDir).isDirectory()) throw new Error(`bench: --results-dir ${opts.resultsDir} is a file, not a folder`);
+    mkdirSync(opts.resultsDir, { recursive: true });
   }
   const m = machine();
   opts.log(`machine: ${machineLine(m)}`);

@@ -9,7 +9,7 @@ import { evaluateMemory } from '../eval/memory.js';
 import { loadModel } from '../model/index.js';
 import { usableDevice } from '../native/device.js';
 import { readItems } from '../rl/data.js';
-import { refuseTokenizer, scoreLine, tokenizerFor, type EvalCli, type TrainCli } from './train.js';
+import { outputFile, refuseTokenizer, scoreLine, tokenizerFor, type EvalCli, type TrainCli } from './train.js';
 import { prepareRunFolder } from '../rl/trainer.js';
 import { findTokenizer } from '../tokenizer/index.js';
 
@@ -45,7 +45,10 @@ export async function trainMemoryCli(o: TrainCli): Promise<void> {
 export async function evalMemoryCli(o: EvalCli): Promise<void> {
   if (!o.model) throw new Error('eval --mode memory needs --model');
   if (!existsSync(o.model)) throw new Error(`--model: no model at ${o.model}`);
+  if (o.preset !== undefined && o.preset !== 'tiny-memory') throw new Error(`--preset: unknown preset '${o.preset}' for --mode memory (known: tiny-memory)`);
+  if (o.preset && o.data) throw new Error('--preset tiny-memory brings its own documents: give --preset or --data, not both');
   if (!o.data && o.preset !== 'tiny-memory') throw new Error('eval --mode memory needs --data FILE (items with context and question) or --preset tiny-memory');
+  if (o.out) outputFile(o.out, '--out', [o.data]);
   const lengths = o.lengths.split(',').map((x) => Number(x));
   if (lengths.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`--lengths must be a comma-separated list of token counts (got ${JSON.stringify(o.lengths)})`);
   const items = o.data ? readItems(o.data) : memoryWorldItems(4242, lengths, o.perTask);

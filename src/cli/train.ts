@@ -1,6 +1,6 @@
 /** `qwenlong train | sft | eval | report`: the recipe from the command line. */
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { evaluate, type EvalReport } from '../eval/evaluate.js';
@@ -81,6 +81,20 @@ function keepTokenizer(o: { model?: string; tokenizer?: string }, dest: string):
   if (!o.tokenizer || !existsSync(o.tokenizer)) return;
   if (statSync(o.tokenizer).isDirectory()) copyTokenizerFiles(o.tokenizer, dest);
   else if (['tokenizer.json', 'words.json'].includes(basename(o.tokenizer))) cpSync(o.tokenizer, join(dest, basename(o.tokenizer)));
+}
+
+/**
+ * Checks an output file before any work: not a folder, not one of the command's inputs (it would be replaced by
+ * the output); its folder is created when missing. Returns the path.
+ */
+export function outputFile(path: string, flag: string, inputs: readonly (string | undefined)[]): string {
+  if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${flag}: ${path} is a folder; give a file path`);
+  const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+  for (const input of inputs) {
+    if (input !== undefined && existsSync(input) && real(input) === real(path)) throw new Error(`${flag}: ${path} is also an input of this command; writing it would replace that input`);
+  }
+  mkdirSync(dirname(resolve(path)), { recursive: true });
+  return path;
 }
 
 /** For presets that bring their own tokenizer: refuses a --tokenizer it would not use. */
@@ -352,9 +366,12 @@ export function registerTrainCommands(program: Command): void {
     .option('--device <d>', 'cpu or cuda')
     .action(async (o: EvalCli) => {
       if (o.mode === 'memory') return evalMemoryCli(o);
+      if (o.preset !== undefined && o.preset !== 'tiny') throw new Error(`--preset: unknown preset '${o.preset}' (known: tiny; with --mode memory: tiny-memory)`);
+      if (o.preset && o.data) throw new Error('--preset tiny brings its own questions: give --preset or --data, not both');
       if (!o.data && o.preset !== 'tiny') throw new Error("eval needs --data FILE (or --preset tiny)");
       const modelPath = o.model ?? tinyCheckpoint();
       if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}`);
+      if (o.out) outputFile(o.out, '--out', [o.data]);
       const items = o.data ? readItems(o.data) : tinyHeldOut();
       // the tiny held-out set is in the tiny worlds' words: a model that brings no tokenizer of its own reads it with those
       const tokenizer = o.preset === 'tiny' && !o.tokenizer && !findTokenizer(modelPath) ? worldTokenizer() : tokenizerFor(modelPath, o.tokenizer);
@@ -366,7 +383,7 @@ export function registerTrainCommands(program: Command): void {
         else {
           console.log(`macro ${r.macro.toFixed(4)} over ${items.length} items`);
           console.log(`by task: ${scoreLine(r)}`);
-          console.log(`by prompt length: ${Object.entries(r.byLength).map(([b, s]) => `${b} ${s.score.toFixed(3)} (n=${s.n})`).join(', ')}`);
+          console.log(`by prompt length (tasks pooled): ${Object.entries(r.byLength).map(([b, s]) => `${b} ${s.score.toFixed(3)} (n=${s.n})`).join(', ')}`);
         }
       } finally {
         model.dispose();

@@ -4,7 +4,7 @@
  */
 import type { CausalLM } from '../model/model.js';
 import type { TextTokenizer } from '../tokenizer/hf.js';
-import { promptIds, scoreResponse, type RecipeItem } from '../rl/data.js';
+import { checkItem, promptIds, scoreResponse, type RecipeItem } from '../rl/data.js';
 
 export interface EvalOptions {
   /** New tokens per answer at most (default 32). */
@@ -40,7 +40,20 @@ export interface EvalReport {
 
 export function evaluate(model: CausalLM, tokenizer: TextTokenizer, items: readonly RecipeItem[], opts: EvalOptions = {}): EvalReport {
   if (!Array.isArray(items) || items.length === 0) throw new RangeError('evaluate: no items');
+  items.forEach((it, i) => {
+    const why = checkItem(it);
+    if (why) throw new TypeError(`evaluate: items[${i}] ${why}`);
+  });
   const maxTokens = opts.maxTokens ?? 32, window = opts.window ?? model.config.maxSeqLen, batch = opts.batch ?? 256;
+  const W = model.config.maxSeqLen;
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`evaluate: maxTokens must be a positive integer, not ${String(opts.maxTokens)}`);
+  if (!Number.isInteger(window) || window <= maxTokens || window > W) {
+    throw new RangeError(`evaluate: window must be an integer above maxTokens (${maxTokens}) and at most the model's ${W} tokens, not ${String(opts.window)}`);
+  }
+  if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`evaluate: batch must be a positive integer, not ${String(opts.batch)}`);
+  if (opts.buckets !== undefined && (!Array.isArray(opts.buckets) || opts.buckets.length === 0 || !opts.buckets.every((b) => Number.isInteger(b) && b > 0))) {
+    throw new RangeError('evaluate: buckets must be a non-empty list of positive integers (upper bounds of prompt lengths, in tokens)');
+  }
   const stop = tokenizer.eosIds.length ? tokenizer.eosIds : undefined;
   const predictions: Prediction[] = [];
   for (let s = 0; s < items.length; s += batch) {

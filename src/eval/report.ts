@@ -3,8 +3,8 @@
  * metrics.jsonl, config.json and summary.json: reward and entropy curves with AEPO's switches marked, per-task
  * accuracy, response length and gradient norm, and the held-out scores before and after.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { StepRecord } from '../rl/trainer.js';
 
 interface Series {
@@ -89,8 +89,18 @@ export function readMetrics(runDir: string): StepRecord[] {
 /** The report's HTML for a run folder. */
 export function renderReport(runDir: string): string {
   const records = readMetrics(runDir);
-  const config = existsSync(join(runDir, 'config.json')) ? (JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as Record<string, unknown>) : {};
-  const summary = existsSync(join(runDir, 'summary.json')) ? (JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8')) as { before?: { macro: number; byTask: Record<string, { score: number; n: number }> }; after?: { macro: number; byTask: Record<string, { score: number; n: number }> } | null }) : null;
+  if (records.length === 0) throw new Error(`report: ${join(runDir, 'metrics.jsonl')} has no steps yet`);
+  const json = (file: string): unknown => {
+    const path = join(runDir, file);
+    if (!existsSync(path)) return undefined;
+    try {
+      return JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new Error(`report: ${path} is not JSON (${(e as Error).message})`);
+    }
+  };
+  const config = (json('config.json') ?? {}) as Record<string, unknown>;
+  const summary = (json('summary.json') ?? null) as { before?: { macro: number; byTask: Record<string, { score: number; n: number }> }; after?: { macro: number; byTask: Record<string, { score: number; n: number }> } | null } | null;
   const tasks = [...new Set(records.flatMap((r) => Object.keys(r.rewardByTask)))].sort();
   const pts = (f: (r: StepRecord) => number | null | undefined): [number, number][] => records.map((r) => [r.step, f(r) ?? NaN]);
   const marks = records.filter((r) => r.aepoSwitched).map((r) => ({ x: r.step, label: `step ${r.step}: AEPO ${r.aepoOn ? 'on (negative gradients dropped)' : 'off'}` }));
@@ -145,6 +155,10 @@ ${skipped.length ? `<h2>Skipped steps</h2><ul>${skipped.map((r) => `<li>step ${r
 
 /** Writes RUN_DIR/report.html and returns its path. */
 export function writeReport(runDir: string, out = join(runDir, 'report.html')): string {
-  writeFileSync(out, renderReport(runDir));
+  if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`report: ${out} is a folder; give a file path`);
+  if (['metrics.jsonl', 'config.json', 'summary.json'].some((f) => resolve(runDir, f) === resolve(out))) throw new Error(`report: ${out} is one of the run's own files`);
+  const html = renderReport(runDir);
+  mkdirSync(dirname(resolve(out)), { recursive: true });
+  writeFileSync(out, html);
   return out;
 }
