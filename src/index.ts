@@ -17,7 +17,7 @@ export * as synth from './synth/index.js';
 export { responseRows, gatherRows, scatterRows, type ResponseRows } from './model/index.js';
 export { initWeights } from './model/init.js';
 export { Engine, type EngineOptions, type SubmitOptions, type EngineResult, type EngineStats } from './model/index.js';
-export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type ModelConfig, type GenerateOptions, type Generation, type LoadOptions } from './model/index.js';
+export { loadModel, CausalLM, AdamW, type AdamWOptions, type AdamWState, type ModelConfig, type GenerateOptions, type Generation, type LoadOptions, type HostWeights, type HostTensor, readHfFolder, writeHfFolder } from './model/index.js';
 export { Llama2cTokenizer, HfTokenizer, WordTokenizer, findTokenizer, loadTokenizer, PLAIN_CHAT_TEMPLATE, type TextTokenizer, type ChatMessage } from './tokenizer/index.js';
 export * from './agent/index.js';
 export { mergeSce, mergeFolders, sceTensor, type SceOptions, type SceTensorStats, type MergeFoldersOptions, type MergeFoldersResult } from './model/merge.js';
