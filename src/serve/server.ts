@@ -18,7 +18,10 @@ export interface ServerOptions {
   /** An engine to share (the caller disposes it); else the server creates one from `engineOptions` and owns it. */
   engine?: Engine;
   engineOptions?: EngineOptions;
-  /** Largest request body accepted, in bytes (default 32 MiB); larger ones get 413. */
+  /**
+   * Largest request body accepted, in bytes; larger ones get 413. The default follows the model's context: 256 bytes
+   * per token (far more than any prompt that fits needs), at least 4 MiB and at most 32 MiB.
+   */
   maxBodyBytes?: number;
   /** Where internal errors (500s) are reported (default: nowhere). */
   log?: (line: string) => void;
@@ -41,6 +44,7 @@ class HttpError extends Error {
     message: string,
     readonly param: string | null = null,
     readonly code: string | null = null,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -133,10 +137,20 @@ interface Generation {
   completionTokens: number;
 }
 
+/**
+ * A request value as error messages show it: JSON, cut short when long. JSON has no Infinity, but JSON.parse reads
+ * numbers past the double range (1e400) as ±Infinity, which JSON.stringify would print as null.
+ */
+function shown(v: unknown): string {
+  if (typeof v === 'number' && !Number.isFinite(v)) return `${String(v)} (the number is out of range)`;
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 100 ? `${text.slice(0, 100)}…` : text;
+}
+
 function field(body: Json, name: string, ok: (v: unknown) => boolean, what: string): unknown {
   const v = body[name];
   if (v === undefined || v === null) return undefined;
-  if (!ok(v)) throw new HttpError(400, `'${name}' must be ${what}, not ${JSON.stringify(v)}`, name, 'invalid_type');
+  if (!ok(v)) throw new HttpError(400, `'${name}' must be ${what}, not ${shown(v)}`, name, 'invalid_type');
   return v;
 }
 
@@ -155,7 +169,6 @@ const UNSUPPORTED: [string, (v: unknown) => boolean][] = [
   ['frequency_penalty', (v) => v === 0],
   ['tools', (v) => Array.isArray(v) && v.length === 0],
   ['functions', (v) => Array.isArray(v) && v.length === 0],
-  ['response_format', (v) => isObject(v) && v.type === 'text'],
 ];
 
 function sampling(body: Json): Sampling {
@@ -163,8 +176,14 @@ function sampling(body: Json): Sampling {
     const v = body[name];
     if (v !== undefined && v !== null && !harmless(v)) throw new HttpError(400, `'${name}' is not supported by this server`, name, 'unsupported_parameter');
   }
+  // plain text is what the server writes anyway; JSON modes would need constrained decoding, which it does not do
+  const format = body.response_format;
+  if (format !== undefined && format !== null && !(isObject(format) && format.type === 'text')) {
+    const type = isObject(format) && typeof format.type === 'string' ? ` for type ${shown(format.type)}` : '';
+    throw new HttpError(400, `'response_format' is not supported by this server${type}: it does not constrain its output to JSON; only { "type": "text" } is accepted`, 'response_format', 'unsupported_parameter');
+  }
   const n = field(body, 'n', isInt, 'an integer');
-  if (n !== undefined && n !== 1) throw new HttpError(400, `only 'n' = 1 is supported, not ${String(n)}`, 'n', 'unsupported_value');
+  if (n !== undefined && n !== 1) throw new HttpError(400, `only 'n' = 1 is supported, not ${shown(n)}`, 'n', 'unsupported_value');
   field(body, 'model', (v) => typeof v === 'string', 'a string');
   const positive = (v: unknown) => isInt(v) && v >= 1;
   const legacyMaxTokens = field(body, 'max_tokens', positive, 'an integer ≥ 1');
@@ -198,9 +217,13 @@ function messageText(content: unknown, at: number): string {
   throw new HttpError(400, `messages[${at}].content must be a string or an array of text parts`, 'messages', 'invalid_type');
 }
 
-function chatMessages(body: Json): ChatMessage[] {
+function chatMessages(body: Json, maxSeqLen: number): ChatMessage[] {
   const messages = body.messages;
   if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, "'messages' must be a non-empty array of { role, content }", 'messages', 'invalid_type');
+  // every chat template writes at least one token per message (its role header or separator)
+  if (messages.length >= maxSeqLen) {
+    throw new HttpError(400, `'messages' has ${messages.length} messages, so the prompt has at least ${messages.length} tokens; the model's context is ${maxSeqLen} tokens (prompt and completion together), so a prompt may have at most ${maxSeqLen - 1}`, 'messages', 'context_length_exceeded');
+  }
   return messages.map((m: unknown, i) => {
     if (!isObject(m) || typeof m.role !== 'string') throw new HttpError(400, `messages[${i}] must be an object with a string 'role'`, 'messages', 'invalid_type');
     // chat templates know 'system'; OpenAI's newer name for it is 'developer'
@@ -252,32 +275,104 @@ function errorBody(e: HttpError): Json {
 
 const ROUTES: Record<string, string> = { '/v1/models': 'GET', '/v1/chat/completions': 'POST', '/v1/completions': 'POST' };
 
+/**
+ * Prompts are checked against the context before they are tokenized whole: in pieces of about this many characters,
+ * stopping as soon as the pieces prove the prompt too long, so a huge body costs about a context's worth of
+ * tokenizing, not its own size.
+ */
+const PIECE_CHARS = 1024;
+/**
+ * How many more tokens a piece encoded on its own may have than it takes inside the whole text, per edge. Cut before
+ * a run of whitespace, a seam changes at most one token with the word, byte-level BPE and llama2.c tokenizers;
+ * elsewhere (no whitespace near, or where a message meets its chat template's text) a few more, up to the length of
+ * a special token split in two. Both are generous, so that no prompt that fits is refused.
+ */
+const EDGE_AT_SPACE = 2;
+const EDGE = 16;
+/** The longest the piecewise count runs before it lets other requests in. */
+const SLICE_MS = 5;
+
+const isSpace = (c: string | undefined) => c !== undefined && /\s/.test(c);
+
+/** Where the piece of `text` from `from` ends: before a run of whitespace where there is one, never inside a surrogate pair. */
+function pieceEnd(text: string, from: number): { end: number; atSpace: boolean } {
+  const end = from + PIECE_CHARS;
+  if (end >= text.length) return { end: text.length, atSpace: false };
+  for (let i = end; i > from + PIECE_CHARS / 2; i--) {
+    if (isSpace(text[i]) && !isSpace(text[i - 1])) return { end: i, atSpace: true };
+  }
+  const c = text.charCodeAt(end - 1);
+  return { end: c >= 0xd800 && c < 0xdc00 ? end - 1 : end, atSpace: false };
+}
+
 export function createServer(opts: ServerOptions): QwenlongServer {
   const { model, tokenizer } = opts;
   const modelName = opts.modelName ?? 'qwenlong';
-  const maxBodyBytes = opts.maxBodyBytes ?? 32 * 2 ** 20;
+  const { maxSeqLen, vocabSize } = model.config;
+  const maxBodyBytes = opts.maxBodyBytes ?? Math.min(32 * 2 ** 20, Math.max(4 * 2 ** 20, 256 * maxSeqLen));
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new RangeError(`createServer: 'maxBodyBytes' must be a positive integer, not ${String(opts.maxBodyBytes)}`);
+  if (tokenizer.vocabSize > vocabSize) {
+    throw new RangeError(`createServer: the tokenizer has ${tokenizer.vocabSize} tokens, more than the model's vocabulary of ${vocabSize}: its ids ${vocabSize} and up would reach the model (is it the model's own tokenizer?)`);
+  }
   const owned = opts.engine === undefined;
   const engine = opts.engine ?? new Engine(model, opts.engineOptions);
   const log = opts.log ?? (() => {});
-  const { maxSeqLen, vocabSize } = model.config;
   const stopIds = [...new Set([...defaultStopIds(model.config), ...tokenizer.eosIds])].filter((id) => id >= 0 && id < vocabSize);
   const stopSet = new Set(stopIds);
   const started = Math.floor(Date.now() / 1000);
   const inFlight = new Set<AbortController>();
 
-  function encode(text: string): number[] {
+  const tooLong = (tokens: string, param: string) =>
+    new HttpError(400, `the prompt has ${tokens} tokens; the model's context is ${maxSeqLen} tokens (prompt and completion together), so a prompt may have at most ${maxSeqLen - 1}`, param, 'context_length_exceeded');
+
+  /**
+   * Refuses (as too long) a text that holds `texts` in order, once they, encoded piece by piece, prove it has at least
+   * maxSeqLen tokens, unless what is left to read is no more than what was read: then the caller counts exactly (the
+   * error then gives the exact count, for about twice a context's work at most). `edge`: what each text's own ends may
+   * lose where they meet the text around them. Between pieces the server serves others; a request whose client went
+   * away stops there.
+   */
+  async function refuseLong(texts: readonly string[], edge: number, param: string, signal: AbortSignal): Promise<void> {
+    const total = texts.reduce((n, t) => n + t.length, 0);
+    let atLeast = 0, read = 0;
+    let since = performance.now();
+    for (const text of texts) {
+      let before = edge;
+      for (let from = 0; from < text.length; ) {
+        const { end, atSpace } = pieceEnd(text, from);
+        const after = end === text.length ? edge : atSpace ? EDGE_AT_SPACE : EDGE;
+        atLeast += Math.max(0, tokenizer.encode(text.slice(from, end), { bos: false }).length - before - after);
+        read += end - from;
+        if (atLeast >= maxSeqLen) {
+          if (total - read > read) throw tooLong(`at least ${atLeast}`, param);
+          return;
+        }
+        [from, before] = [end, after];
+        if (performance.now() - since > SLICE_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          if (signal.aborted) throw new Error('the client went away');
+          since = performance.now();
+        }
+      }
+    }
+  }
+
+  /** The prompt's token ids, after refusing a text too long for the context with work bounded by the context. */
+  async function encode(text: string, param: string, signal: AbortSignal): Promise<number[]> {
+    if (text.length > PIECE_CHARS) await refuseLong([text], 0, param, signal);
     const ids = tokenizer.encode(text);
     // chat templates that write the BOS token themselves already start with it
     if (tokenizer.bosId !== undefined && ids[0] !== tokenizer.bosId) ids.unshift(tokenizer.bosId);
+    const at = ids.findIndex((id) => !(Number.isInteger(id) && id >= 0 && id < vocabSize));
+    if (at >= 0) {
+      throw new HttpError(400, `the prompt's text encodes to token ${shown(ids[at])} (at ${at}), outside the model's vocabulary [0, ${vocabSize}): the tokenizer does not match the model`, param, 'invalid_value');
+    }
     return ids;
   }
 
   function checkPrompt(ids: number[], param: string, s: Sampling): void {
     if (ids.length === 0) throw new HttpError(400, 'the prompt is empty', param, 'invalid_value');
-    if (ids.length >= maxSeqLen) {
-      throw new HttpError(400, `the prompt has ${ids.length} tokens; the model's context is ${maxSeqLen} tokens (prompt and completion together), so a prompt may have at most ${maxSeqLen - 1}`, param, 'context_length_exceeded');
-    }
+    if (ids.length >= maxSeqLen) throw tooLong(String(ids.length), param);
     const blocks = Math.ceil((ids.length + Math.min(s.maxTokens, maxSeqLen - ids.length)) / engine.cache.blockSize);
     if (blocks > engine.cache.numBlocks) {
       throw new HttpError(400, `the prompt (${ids.length} tokens) and max_tokens (${s.maxTokens}) need up to ${blocks} cache blocks, the server's cache has ${engine.cache.numBlocks}: ask for fewer tokens`, 'max_tokens', 'context_length_exceeded');
@@ -325,22 +420,25 @@ export function createServer(opts: ServerOptions): QwenlongServer {
   async function complete(res: http.ServerResponse, body: Json, chat: boolean, signal: AbortSignal): Promise<void> {
     const s = sampling(body);
     if (typeof body.model === 'string' && body.model !== modelName) {
-      throw new HttpError(404, `the model '${body.model}' is not served here; this server serves '${modelName}'`, 'model', 'model_not_found');
+      throw new HttpError(404, `the model ${shown(body.model)} is not served here; this server serves '${modelName}'`, 'model', 'model_not_found');
     }
     let ids: number[];
     if (chat) {
-      const messages = chatMessages(body);
+      const messages = chatMessages(body, maxSeqLen);
+      // before rendering: the messages' own text. Not the assistant's, which some templates shorten (Qwen3's drops
+      // the reasoning of earlier turns), so that a conversation that fits is never refused.
+      await refuseLong(messages.filter((m) => m.role !== 'assistant').map((m) => m.content), EDGE, 'messages', signal);
       let rendered: string;
       try {
         rendered = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
       } catch (e) {
         throw new HttpError(400, `the chat template refused the messages (${(e as Error).message})`, 'messages', 'invalid_value');
       }
-      ids = encode(rendered);
+      ids = await encode(rendered, 'messages', signal);
     } else {
       let prompt = body.prompt;
       if (Array.isArray(prompt) && prompt.length === 1 && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) prompt = prompt[0];
-      if (typeof prompt === 'string') ids = encode(prompt);
+      if (typeof prompt === 'string') ids = await encode(prompt, 'prompt', signal);
       else if (Array.isArray(prompt) && prompt.every((t) => isInt(t) && t >= 0 && t < vocabSize)) ids = prompt as number[];
       else throw new HttpError(400, `'prompt' must be a string, an array of one string, or token ids in [0, ${vocabSize})`, 'prompt', 'invalid_type');
     }
@@ -395,7 +493,9 @@ export function createServer(opts: ServerOptions): QwenlongServer {
     }
     const method = ROUTES[path] ?? (path.startsWith('/v1/models/') ? 'GET' : undefined);
     if (method === undefined) throw new HttpError(404, `no route ${req.method ?? ''} ${path || '/'}; this server has GET /v1/models, POST /v1/chat/completions, POST /v1/completions`, null, 'not_found');
-    if (req.method !== method) throw new HttpError(405, `${path} takes ${method}, not ${req.method ?? ''}`, null, 'method_not_allowed');
+    // HEAD is GET without the body (node's response leaves the body out by itself)
+    const allowed = method === 'GET' ? ['GET', 'HEAD'] : [method];
+    if (!allowed.includes(req.method ?? '')) throw new HttpError(405, `${path} takes ${method}, not ${req.method ?? ''}`, null, 'method_not_allowed', { allow: allowed.join(', ') });
     const card = { id: modelName, object: 'model', created: started, owned_by: 'qwenlong', max_model_len: maxSeqLen };
     if (path === '/v1/models') return sendJson(res, 200, { object: 'list', data: [card] });
     if (path.startsWith('/v1/models/')) {
@@ -423,7 +523,7 @@ export function createServer(opts: ServerOptions): QwenlongServer {
         return;
       }
       // an unread body (413) would otherwise be read to its end before the connection is reused
-      sendJson(res, err.status, errorBody(err), err.status === 413 ? { connection: 'close' } : {});
+      sendJson(res, err.status, errorBody(err), { ...err.headers, ...(err.status === 413 ? { connection: 'close' } : {}) });
     });
   });
 

@@ -1,10 +1,11 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { SynthError } from './errors.js';
 import { synthesize, type SynthOptions, type SynthSummary } from './pipeline.js';
 import { TASKS, type Task } from './types.js';
-import { generateWorld, worldVocabulary, type WorldOptions } from './world.js';
+import { generateWorld, WORLD_LIMITS, worldOptionProblem, worldVocabulary, type WorldOptions } from './world.js';
 import { readQuestions } from './schema.js';
 import { writeFileAtomic } from './io.js';
 
@@ -30,18 +31,24 @@ function tasksArg(v: string): Task[] {
 
 /** `--world people=40,cities=12,countries=4,organizations=10,filler=6` (all optional). */
 function worldArg(v: string | true): Partial<WorldOptions> {
-  if (v === true || v === '') return {};
+  if (v === true || v.trim() === '') return {};
   const out: Record<string, number> = {};
   for (const part of v.split(',')) {
-    const m = /^\s*(people|cities|countries|organizations|filler)\s*=\s*(\d+)\s*$/.exec(part);
-    if (!m) throw new InvalidArgumentError(`--world: expected key=number pairs from people, cities, countries, organizations, filler (got ${JSON.stringify(part)})`);
-    out[m[1]!] = Number(m[2]);
+    const m = /^\s*([^=\s]*)\s*=\s*(.*?)\s*$/.exec(part);
+    if (!m) throw new SynthError(`--world: expected key=number pairs with keys ${Object.keys(WORLD_LIMITS).join(', ')} (got ${JSON.stringify(part)})`);
+    const key = m[1]!;
+    const raw = m[2]!;
+    const value = /^[+-]?\d+$/.test(raw) ? Number(raw) : raw;
+    const problem = worldOptionProblem(key, value);
+    if (problem) throw new SynthError(`--world: ${problem}`);
+    out[key] = value as number;
   }
   return out;
 }
 
 interface CliOptions {
   out?: string;
+  overwrite?: boolean;
   count: number;
   tasks?: Task[];
   targetTokens: number;
@@ -82,7 +89,8 @@ export function registerSynthCommand(program: Command): void {
     .command('synth')
     .description('Synthesize verifiable long-context questions from documents (default: the bundled State of the Union corpus) or a synthetic world')
     .argument('[inputs...]', 'txt, md, html, json, jsonl or csv files, folders or globs')
-    .option('-o, --out <file>', 'output JSONL file')
+    .option('-o, --out <file>', 'output JSONL file (an interrupted run of it resumes)')
+    .option('--overwrite', 'replace an existing output file (refused otherwise)')
     .option('-n, --count <n>', 'questions to write', intArg('--count', 1), 100)
     .option('--tasks <list>', `comma-separated tasks (${TASKS.join(', ')})`, tasksArg)
     .option('--target-tokens <n>', 'context length in tokens', intArg('--target-tokens', 256), 16000)
@@ -129,7 +137,10 @@ async function runSynth(inputs: string[], o: CliOptions): Promise<void> {
   if (world && inputs.length > 0) throw new SynthError('--world: give either input files or --world, not both');
   if (o.worldVocab) {
     if (!world) throw new SynthError('--world-vocab needs --world');
-    writeFileAtomic(o.worldVocab, `${worldVocabulary(generateWorld(world)).join('\n')}\n`);
+    const vocab = path.resolve(o.worldVocab);
+    const out = path.resolve(o.out);
+    if ([out, `${out}.partial`, `${out}.lock`].includes(vocab)) throw new SynthError(`--world-vocab ${o.worldVocab}: must not be the output file`);
+    if (fs.existsSync(vocab) && fs.statSync(vocab).isDirectory()) throw new SynthError(`--world-vocab ${o.worldVocab}: is a folder; give the name of a file to write`);
   }
   for (const i of inputs) if (!fs.existsSync(i) && !/[*?[{]/.test(i)) throw new SynthError(`input ${JSON.stringify(i)}: no such file or folder`);
 
@@ -139,6 +150,7 @@ async function runSynth(inputs: string[], o: CliOptions): Promise<void> {
   const opts: SynthOptions = {
     inputs,
     out: o.out,
+    overwrite: o.overwrite,
     count: o.count,
     tasks: o.tasks,
     targetTokens: o.targetTokens,
@@ -168,6 +180,8 @@ async function runSynth(inputs: string[], o: CliOptions): Promise<void> {
   } finally {
     bars?.stop();
   }
+  // Written once the run is done, so that a refused or failed run leaves no file behind.
+  if (o.worldVocab && world) writeFileAtomic(o.worldVocab, `${worldVocabulary(generateWorld(world)).join('\n')}\n`);
   if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else printSummary(summary, (l) => process.stdout.write(`${l}\n`));
   if (summary.written < o.count) process.exitCode = 1;

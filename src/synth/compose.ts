@@ -460,19 +460,32 @@ export function fillerRequest(rng: Rng, avoidRequest: string): string {
   }
 }
 
-/** Every word the question templates can write (for a synthetic world's closed vocabulary). */
-export function templateWords(): string[] {
-  const fixed = [
-    'What is it Answer with its name Which of the options is Answer with the letter whose',
-    ['person', 'place', 'organization'].map(typeNoun).join(' '),
-    'Two years are described below Which of the two is earlier Answer A or B How many years apart are they Answer with a number',
-    'Two quantities are described below in Which of the two is larger By how much does the larger exceed the smaller',
-    'The documents give the following quantities What is the of missing from year number document that mentions',
-    'List every Answer with a JSON array of names List the title of every document that mentions titles',
-    'In the conversation above the user asked times Reproduce word for word the assistant\'s reply to the of these requests User Assistant',
+/**
+ * The fixed text of every question template, placeholders left out but punctuation and the small numbers they
+ * write kept (list numbers, option letters, how many times a request was planted), for a synthetic world's
+ * closed vocabulary. Keep it in step with the templates above.
+ */
+export function questionTemplateText(): string[] {
+  return [
+    'What is ? Answer with its name.',
+    'Which of the options is ?\nAnswer with the letter.',
+    ...LETTERS.slice(0, 4).map((l) => `${l}. `),
+    `the ${['person', 'place', 'organization'].map(typeNoun).join(' ')} whose is`,
+    'the document that mentions "" the of "" ( in ) the year number missing from ""',
+    'Two years are described below.\n(A) \n(B) \nWhich of the two is earlier? Answer A or B.',
+    'How many years apart are they? Answer with a number.',
+    'Two quantities are described below (in ).\nWhich of the two is larger? Answer A or B.',
+    'By how much does the larger exceed the smaller? Answer with a number.',
+    'The documents give the following quantities (in ):\nWhat is ? Answer with a number.',
+    ...Array.from({ length: 6 }, (_, i) => `${i + 1}. `),
+    ...Object.values(NUMERIC_OPS).map((o) => o.phrase.replace('THRESHOLD', '')),
+    'List every . Answer with a JSON array of names.',
+    'List the title of every document that mentions "". Answer with a JSON array of titles.',
+    'In the conversation above, the user asked "" 2 3 4 times. Reproduce, word for word, the assistant\'s reply to the of these requests.',
+    ...ORDINALS,
+    ...REQUESTS.map((r) => r.replace('{T}', '')),
+    ...TOPICS,
   ];
-  const text = [...fixed, ...REQUESTS, ...TOPICS, ...ORDINALS, ...Object.values(NUMERIC_OPS).map((o) => o.phrase)].join(' ');
-  return [...new Set(text.split(/[^A-Za-z0-9']+/).filter((w) => w && w !== 'THRESHOLD' && w !== 'T'))];
 }
 
 export const COMPOSERS: Record<Task, (env: ComposeEnv) => ComposeResult> = {

@@ -43,6 +43,8 @@ interface Block {
 
 const RANGE_SEP = '\n[…]\n';
 const BLOCK_SEP = '\n\n';
+/** What a context holds besides quoted document text: the separators between excerpts and between ranges. */
+export const CONTEXT_MARKUP = `${RANGE_SEP}${BLOCK_SEP}`;
 
 function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {
   const sorted = ranges.slice().sort((a, b) => a[0] - b[0]);

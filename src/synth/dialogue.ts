@@ -5,13 +5,18 @@ import type { Rng } from './rng.js';
 import type { TokenCounter } from './tokenizer.js';
 import type { BuiltContext } from './context.js';
 
+const USER = 'User: ';
+const ASSISTANT = '\nAssistant: ';
+/** The labels a conversation adds around requests and replies. */
+export const DIALOGUE_MARKUP = `${USER}${ASSISTANT}`;
+
 /**
  * The conversation for a dialogue-memory question: filler turns (other requests, replies drawn from the
  * documents) up to the target length, with the planted turns spread through it in order.
  */
 export function buildDialogueContext(plan: DialoguePlan, docs: Map<string, SourceDocument>, counter: TokenCounter, target: number, rng: Rng): BuiltContext | { reject: string } {
   const text = (s: { doc: string; start: number; end: number }) => docs.get(s.doc)!.text.slice(s.start, s.end);
-  const turn = (request: string, reply: string) => `User: ${request}\nAssistant: ${reply}\n\n`;
+  const turn = (request: string, reply: string) => `${USER}${request}${ASSISTANT}${reply}\n\n`;
   const plantedKeys = new Set(plan.planted.map((s) => `${s.doc}:${s.start}`));
   const fillerPool = rng.shuffle(plan.pool.filter((s) => !plantedKeys.has(`${s.doc}:${s.start}`)));
   const plantedTurns = plan.planted.map((s) => turn(plan.request, text(s)));
@@ -35,7 +40,7 @@ export function buildDialogueContext(plan: DialoguePlan, docs: Map<string, Sourc
   for (const t of turns) {
     if (t.planted >= 0) {
       const s = plan.planted[t.planted]!;
-      const at = context.length + t.text.indexOf('\nAssistant: ') + '\nAssistant: '.length;
+      const at = context.length + t.text.indexOf(ASSISTANT) + ASSISTANT.length;
       evidence[t.planted] = { doc: s.doc, start: at, end: at + (s.end - s.start) };
     }
     context += t.text;

@@ -37,6 +37,7 @@ const OPENERS = new Set('much many each every our this these those such all any 
 /** Verbs whose subject–object pairs are rarely facts (speech, wishes, requests). */
 const WEAK_VERBS = new Set('call say tell ask thank urge let make give take see know want need hope believe think welcome wish request recommend'.split(' '));
 const MODALS = new Set('must should can could will would may might shall'.split(' '));
+const NOUN_PHRASE_POS = new Set(['NOUN', 'PROPN', 'ADJ', 'NUM', 'DET', 'PRON', 'X']);
 const RELATION_SKIP_POS = new Set(['DET', 'ADJ', 'ADV', 'AUX', 'PART', 'PRON', 'SCONJ', 'CCONJ', 'NUM']);
 const RELATION_CLUSTERS: Record<string, string> = {
   say: 'state', declare: 'state', announce: 'state', state: 'state', tell: 'state',
@@ -103,6 +104,19 @@ export function parseNumberWords(s: string): number | null {
   return seen ? total + current : null;
 }
 
+/** Suffixes of ordinals: 1st, 2nd, 3rd, 4th, and the older 2d, 3d, 22d. */
+const ORDINAL_SUFFIX = /^(?:st|nd|rd|th|d)\.?$/i;
+const ORDINAL_WRITTEN = /\d(?:st|nd|rd|th|d)\.?$/i;
+
+/**
+ * wink's tokenizer splits words at letters outside Latin-1 ("Nguyễn" → "Nguy", "ễ", "n"). It is given a copy
+ * of the text in which every such letter or combining mark is an `X` (upper case) or `x` of the same length,
+ * so words stay whole, capitals stay capitals, and every offset still points into the real text.
+ */
+function latinShadow(text: string): string {
+  return text.replace(/[\p{L}\p{M}]/gu, (ch) => (ch.charCodeAt(0) <= 0xff ? ch : (/[\p{Lu}\p{Lt}]/u.test(ch) ? 'X' : 'x').repeat(ch.length)));
+}
+
 interface Tok {
   value: string;
   start: number;
@@ -121,7 +135,7 @@ export function extractDocument(d: SourceDocument): Extraction {
   // 1. The header: one fact per `Key: value` line, evidence the line itself.
   let pos = 0;
   for (const line of d.text.slice(0, d.headerEnd).split('\n')) {
-    const m = /^([A-Za-z][\w -]{0,40}):\s+(.+)$/.exec(line);
+    const m = /^(\p{L}[\p{L}\p{M}\p{N}_ -]{0,40}):\s+(.+)$/u.exec(line);
     if (m) {
       const key = m[1]!.toLowerCase();
       const value = m[2]!.trim();
@@ -143,7 +157,7 @@ export function extractDocument(d: SourceDocument): Extraction {
   tableNumbers(d, numbers);
   if (body.trim().length === 0 || d.source.toLowerCase().endsWith('.csv')) return { doc: d.id, mentions, relations, numbers };
   const its = nlp().its;
-  const doc = nlp().readDoc(body);
+  const doc = nlp().readDoc(latinShadow(body));
   const values = doc.tokens().out(its.value) as string[];
   const spaces = doc.tokens().out(its.precedingSpaces) as string[];
   const posTags = doc.tokens().out(its.pos) as string[];
@@ -152,8 +166,10 @@ export function extractDocument(d: SourceDocument): Extraction {
   let off = d.headerEnd;
   for (let i = 0; i < values.length; i++) {
     off += (spaces[i] ?? '').length;
-    const v = values[i] ?? '';
-    toks.push({ value: v, start: off, end: off + v.length, pos: posTags[i] ?? 'X', lemma: (lemmas[i] ?? v).toLowerCase() });
+    const shadow = values[i] ?? '';
+    // The real text at the token's place; a word whose letters were shadowed is its own lemma.
+    const v = d.text.slice(off, off + shadow.length);
+    toks.push({ value: v, start: off, end: off + v.length, pos: posTags[i] ?? 'X', lemma: (v === shadow ? (lemmas[i] ?? v) : v).toLowerCase() });
     off += v.length;
   }
   const sentences = doc.sentences().out(its.span) as unknown as Array<[number, number]>;
@@ -172,7 +188,12 @@ export function extractDocument(d: SourceDocument): Extraction {
   for (let i = 0; i < toks.length; i++) {
     if (toks[i]!.pos !== 'PROPN') continue;
     let j = i;
-    while (j + 1 < toks.length && (toks[j + 1]!.pos === 'PROPN' || (toks[j + 1]!.lemma === 'of' && toks[j + 2]?.pos === 'PROPN' && sentenceOf[j + 2] === sentenceOf[i]))) j++;
+    // A capitalized word tagged as an article right after a name, mid-sentence and not opening a noun phrase,
+    // is part of the name ("Nguyễn Văn An met …"), not an article ("… Assistance A bill").
+    const nameArticle = (k: number) =>
+      toks[k]!.pos === 'DET' && /^\p{Lu}/u.test(toks[k]!.value) && d.text[toks[k]!.start - 1] === ' ' && toks[k]!.start === toks[k - 1]!.end + 1 && sentenceOf[k] === sentenceOf[k - 1] &&
+      !(toks[k + 1] && sentenceOf[k + 1] === sentenceOf[k] && NOUN_PHRASE_POS.has(toks[k + 1]!.pos));
+    while (j + 1 < toks.length && (toks[j + 1]!.pos === 'PROPN' || (toks[j]!.pos === 'PROPN' && nameArticle(j + 1)) || (toks[j + 1]!.lemma === 'of' && toks[j + 2]?.pos === 'PROPN' && sentenceOf[j + 2] === sentenceOf[i]))) j++;
     let from = i;
     // Sentence openers and list numerals that the tagger took for names ("Much", "I.") are not part of them.
     while (from <= j && (OPENERS.has(toks[from]!.lemma) || /^[IVX]+\.$/.test(toks[from]!.value))) from++;
@@ -192,9 +213,9 @@ export function extractDocument(d: SourceDocument): Extraction {
     const surface = d.text.slice(words[0]!.start, nameEnd);
     const lower = words.map((w) => w.lemma);
     if (words.length === 1 && (NOT_NAMES.has(lower[0]!) || surface.length < 3 || surface === surface.toUpperCase())) continue;
-    if (!/^\p{Lu}/u.test(surface) || /[^\p{L}\p{N} .'&-]/u.test(surface)) continue;
+    if (!/^\p{Lu}/u.test(surface) || /[^\p{L}\p{M}\p{N} .'&-]/u.test(surface)) continue;
     // Headings in capitals ("ECONOMIC STRENGTH") are not names.
-    if (/\b\p{Lu}{4,}\b/u.test(surface)) continue;
+    if (/(?<![\p{L}\p{M}])(?:\p{Lu}\p{M}*){4,}(?![\p{L}\p{M}])/u.test(surface)) continue;
     const last = lower[lower.length - 1]!;
     let type = 'name';
     if (title) type = 'person';
@@ -243,6 +264,10 @@ export function extractDocument(d: SourceDocument): Extraction {
     const vs = toks[a]!.start;
     const ve = toks[b]!.end;
     const written = d.text.slice(vs, ve);
+    // An ordinal ("the 3d of March", "22d", "2nd session") is a day or a rank, never a quantity; the tokenizer
+    // may keep its suffix on the number or split it off as the next word.
+    const suffix = toks[b + 1];
+    if (ORDINAL_WRITTEN.test(written) || (suffix && suffix.start === ve && ORDINAL_SUFFIX.test(suffix.value))) return;
     if (!/\d/.test(written) && (e.type !== 'CARDINAL' && e.type !== 'MONEY' || (parseNumberWords(written) ?? 0) < 2)) return;
     const si = sentenceOf[a]!;
     const span = sentSpan(si);
@@ -269,7 +294,8 @@ export function extractDocument(d: SourceDocument): Extraction {
       const prev = toks[a - 1];
       if (prev && /^\p{Lu}/u.test(prev.value) && (prev.pos === 'PROPN' || prev.pos === 'NOUN')) return;
       const next = toks[b + 1];
-      if (!next || next.pos !== 'NOUN' || /\d/.test(next.value)) return;
+      // A unit is a word: a single letter ("5 d", "3 m") is too ambiguous to count.
+      if (!next || next.pos !== 'NOUN' || /\d/.test(next.value) || next.lemma.replace(/[^\p{L}]/gu, '').length < 2) return;
       attribute = `number of ${next.lemma}s`.replace(/ss$/, 's');
       unit = next.lemma;
       value = parseQuantity(written);

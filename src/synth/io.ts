@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { SynthError } from './errors.js';
 
@@ -59,7 +60,10 @@ export class DurableAppender {
     this.position += buf.length;
     fs.fsyncSync(this.fd);
   }
+  closed = false;
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     fs.closeSync(this.fd);
   }
 }
@@ -88,4 +92,135 @@ export function parseJsonl<T>(text: string, validate: (v: unknown) => string | n
     out.push(err === null ? { line: i + 1, value: v as T } : { line: i + 1, error: err });
   }
   return out;
+}
+
+/** An exclusive lock held through a file; `release` removes the file (once, and only while it is still ours). */
+export interface FileLock {
+  readonly file: string;
+  /** Set when SIGINT or SIGTERM arrived while the process has other handlers for it: the holder should stop. */
+  interrupted: boolean;
+  release(): void;
+}
+
+interface LockOwner {
+  pid: number;
+  host: string;
+  started: string;
+}
+
+/** A lock file younger than this with no readable owner may be being written by its creator right now. */
+const UNREADABLE_LOCK_GRACE_MS = 10_000;
+
+/** Who holds `file`: its owner when readable, and whether that owner may still be running. */
+function lockHolder(file: string): { owner: LockOwner | null; alive: boolean } {
+  let owner: LockOwner | null = null;
+  try {
+    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<LockOwner>;
+    if (Number.isSafeInteger(v.pid) && (v.pid as number) > 0 && typeof v.host === 'string') owner = { pid: v.pid!, host: v.host, started: String(v.started ?? '') };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { owner: null, alive: false };
+  }
+  if (!owner) {
+    let age = Infinity;
+    try {
+      age = Date.now() - fs.statSync(file).mtimeMs;
+    } catch {
+      // gone meanwhile
+    }
+    return { owner: null, alive: age < UNREADABLE_LOCK_GRACE_MS };
+  }
+  // A process on another machine (a shared folder) cannot be checked from here: assume it runs.
+  if (owner.host !== os.hostname()) return { owner, alive: true };
+  try {
+    process.kill(owner.pid, 0);
+    return { owner, alive: true };
+  } catch (e) {
+    return { owner, alive: (e as NodeJS.ErrnoException).code === 'EPERM' };
+  }
+}
+
+const heldLocks = new Set<FileLock>();
+
+function releaseAllLocks(): void {
+  for (const l of [...heldLocks]) l.release();
+}
+
+function onTerminatingSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) {
+    // Someone else decides what the signal does: ask the holders to stop; they release their locks themselves.
+    for (const l of heldLocks) l.interrupted = true;
+    return;
+  }
+  // Alone: release the locks and die of the signal as if no handler were installed.
+  releaseAllLocks();
+  watchSignals(false);
+  process.kill(process.pid, signal);
+}
+
+let watching = false;
+function watchSignals(on: boolean): void {
+  if (on === watching) return;
+  watching = on;
+  if (on) {
+    process.on('SIGINT', onTerminatingSignal);
+    process.on('SIGTERM', onTerminatingSignal);
+    process.on('exit', releaseAllLocks);
+  } else {
+    process.off('SIGINT', onTerminatingSignal);
+    process.off('SIGTERM', onTerminatingSignal);
+    process.off('exit', releaseAllLocks);
+  }
+}
+
+/**
+ * Take `file` as an exclusive lock: created with the `wx` flag (fails if it exists), holding this process's
+ * pid and host. A lock whose process is gone (checked with `process.kill(pid, 0)` on the same host) is taken
+ * over; a live one is refused with an error that starts with `what`. The lock is released by `release()`, at
+ * process exit, and on SIGINT/SIGTERM.
+ */
+export function acquireLock(file: string, what: string): FileLock {
+  const me: LockOwner = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
+  for (let tries = 0; tries < 5; tries++) {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'wx');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST') throw new SynthError(`${what}: cannot create the lock file ${file} (${code ?? (e as Error).message})`);
+      const holder = lockHolder(file);
+      if (holder.alive) {
+        const who = holder.owner ? `process ${holder.owner.pid}${holder.owner.host !== me.host ? ` on ${holder.owner.host}` : ''}, since ${holder.owner.started}` : 'a process that is starting';
+        throw new SynthError(`${what}: another synthesis is running on it (${who}; lock file ${file}). Wait for it to finish, or delete the lock file if that run is gone.`);
+      }
+      // Stale: the process that made it is gone.
+      fs.rmSync(file, { force: true });
+      continue;
+    }
+    try {
+      fs.writeSync(fd, JSON.stringify(me));
+    } finally {
+      fs.closeSync(fd);
+    }
+    let released = false;
+    const lock: FileLock = {
+      file,
+      interrupted: false,
+      release() {
+        if (released) return;
+        released = true;
+        heldLocks.delete(lock);
+        if (heldLocks.size === 0) watchSignals(false);
+        try {
+          const v = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<LockOwner>;
+          if (v.pid === me.pid && v.started === me.started) fs.rmSync(file, { force: true });
+        } catch {
+          // already gone (or replaced by a lock that is not ours): leave it
+        }
+      },
+    };
+    heldLocks.add(lock);
+    watchSignals(true);
+    return lock;
+  }
+  throw new SynthError(`${what}: could not take the lock file ${file} (it keeps reappearing)`);
 }

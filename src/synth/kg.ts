@@ -19,7 +19,11 @@ function openDatabase(file: string): Database.Database {
         'Install a C++ toolchain and python3, then run `npm install better-sqlite3@12`.',
     );
   }
-  return new Sqlite(file);
+  try {
+    return new Sqlite(file);
+  } catch (err) {
+    throw new SynthError(`${file}: cannot open the knowledge graph (${(err as Error).message}); check the work folder (--work), or choose another`);
+  }
 }
 
 /**
@@ -34,10 +38,18 @@ export class KnowledgeGraph {
   readonly db: Database.Database;
 
   constructor(file: string) {
-    this.db = openDatabase(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.exec(SCHEMA);
+    const db = openDatabase(file);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.exec(SCHEMA);
+    } catch (e) {
+      db.close();
+      throw new SynthError(
+        `${file}: cannot be used as a knowledge graph (${(e as Error).message}); delete it (or its work folder) to start over, or choose another work folder with --work`,
+      );
+    }
+    this.db = db;
   }
 
   close(): void {

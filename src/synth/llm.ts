@@ -43,12 +43,49 @@ export interface JsonSchema {
 
 class RetryableError extends Error {}
 
+/** An HTTP error that retrying cannot fix; `body` is the start of the server's reply. */
+class HttpStatusError extends SynthError {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly body: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A reply's text as JSON: the whole text, the text inside a code fence, or the outermost {…} or […] in it. */
+function parseJsonReply(content: string): unknown {
+  const text = content.trim().replace(/^```(?:json)?\s*|\s*```$/g, '');
+  try {
+    return JSON.parse(text);
+  } catch {
+    for (const [open, close] of [['{', '}'], ['[', ']']] as const) {
+      const a = text.indexOf(open);
+      const b = text.lastIndexOf(close);
+      if (a < 0 || b <= a) continue;
+      try {
+        return JSON.parse(text.slice(a, b + 1));
+      } catch {
+        // try the next shape
+      }
+    }
+    throw new RetryableError('the message content is not valid JSON');
+  }
+}
+
 export class LlmClient {
   readonly endpoint: string;
   private active = 0;
   private readonly waiting: Array<() => void> = [];
   /** Requests actually sent (cache hits excluded), for the summary and tests. */
   requests = 0;
+  /**
+   * Whether to ask for JSON with `response_format`. Servers that refuse it (HTTP 400 naming the field, as
+   * `qwenlong serve` does) are asked again without it, with the schema in the instructions instead, and the
+   * JSON is read from the plain reply; the client then stops sending it.
+   */
+  structuredOutput = true;
 
   constructor(
     readonly opts: LlmOptions,
@@ -113,21 +150,35 @@ export class LlmClient {
       seed: sample,
       response_format: { type: 'json_schema', json_schema: { name: schema.name, schema: schema.schema, strict: true } },
     };
+    // The key is the request as asked for, whichever way the server had to be asked.
     const key = createHash('sha256').update(JSON.stringify(body)).digest('hex');
     const cached = this.cacheDb?.prepare('SELECT response FROM llm_cache WHERE key = ?').get(key) as { response: string } | undefined;
     if (cached) return JSON.parse(cached.response) as T;
     const value = await this.retrying(async () => {
-      const res = (await this.send(body)) as { choices?: Array<{ message?: { content?: unknown } }> };
+      const res = (await this.sendStructured(body, schema)) as { choices?: Array<{ message?: { content?: unknown } }> };
       const content = res.choices?.[0]?.message?.content;
       if (typeof content !== 'string') throw new RetryableError('the response has no choices[0].message.content');
-      try {
-        return JSON.parse(content.replace(/^```(?:json)?\s*|\s*```$/g, '')) as unknown;
-      } catch {
-        throw new RetryableError('the message content is not valid JSON');
-      }
+      return parseJsonReply(content);
     });
     this.cacheDb?.prepare('INSERT OR REPLACE INTO llm_cache(key, response) VALUES (?, ?)').run(key, JSON.stringify(value));
     return value as T;
+  }
+
+  /** Sends `body` with its `response_format`, or without it (the schema put in the instructions) where refused. */
+  private async sendStructured(body: { messages: ChatMessage[]; response_format: unknown }, schema: JsonSchema): Promise<unknown> {
+    const { response_format: _format, ...plain } = body;
+    const instruction = `Reply with one JSON value and nothing else, matching this JSON schema: ${JSON.stringify(schema.schema)}`;
+    const [first, ...rest] = body.messages;
+    const messages: ChatMessage[] = first?.role === 'system' ? [{ role: 'system', content: `${first.content}\n${instruction}` }, ...rest] : [{ role: 'system', content: instruction }, ...body.messages];
+    const withoutFormat = { ...plain, messages };
+    if (!this.structuredOutput) return this.send(withoutFormat);
+    try {
+      return await this.send(body);
+    } catch (e) {
+      if (!(e instanceof HttpStatusError && e.status === 400 && /response_format|json_schema/.test(e.body))) throw e;
+      this.structuredOutput = false;
+      return this.send(withoutFormat);
+    }
   }
 
   /** POSTs a body; the parsed JSON response. */
@@ -150,7 +201,7 @@ export class LlmClient {
       throw new RetryableError(`reading the response failed (${(e as Error).message})`);
     }
     if (res.status === 429 || res.status >= 500) throw new RetryableError(`HTTP ${res.status}`);
-    if (!res.ok) throw new SynthError(`--llm ${this.endpoint}: HTTP ${res.status}: ${text.slice(0, 200)}`);
+    if (!res.ok) throw new HttpStatusError(`--llm ${this.endpoint}: HTTP ${res.status}: ${text.slice(0, 200)}`, res.status, text.slice(0, 2000));
     try {
       return JSON.parse(text) as unknown;
     } catch {

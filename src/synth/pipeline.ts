@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { SynthError } from './errors.js';
-import { loadBundledCorpus, loadDocuments, type SourceDocument } from './documents.js';
+import { expandInputs, loadBundledCorpus, loadDocuments, type SourceDocument } from './documents.js';
 import { extractDocument } from './extract.js';
 import { KnowledgeGraph } from './kg.js';
 import { Graph } from './graph.js';
@@ -12,17 +12,19 @@ import { buildDialogueContext } from './dialogue.js';
 import { checkEvidence, checkLeak, checkLength, checkSupported, DuplicateFilter } from './checks.js';
 import { Rng } from './rng.js';
 import { loadTokenCounter } from './tokenizer.js';
-import { DurableAppender, renameDurable, writeFileAtomic } from './io.js';
-import { parseJsonl } from './io.js';
+import { acquireLock, DurableAppender, parseJsonl, renameDurable, writeFileAtomic, type FileLock } from './io.js';
 import { questionLine, validateQuestion } from './schema.js';
 import { TASKS, type SynthQuestion, type Task } from './types.js';
 import { LlmClient, llmExtractDocument, llmVerify, type LlmOptions } from './llm.js';
-import { generateWorld, writeWorld, type WorldOptions } from './world.js';
+import { generateWorld, worldOptionProblem, writeWorld, type WorldOptions } from './world.js';
 
 export interface SynthOptions {
   /** Files, folders, globs; empty for the bundled corpus (or a synthetic world with `world`). */
   inputs: string[];
+  /** Output JSONL file. An existing one is refused unless `overwrite` is set (an interrupted run of it resumes). */
   out: string;
+  /** Replace an existing output file (the `--overwrite` flag). */
+  overwrite?: boolean;
   count: number;
   tasks?: Task[];
   targetTokens: number;
@@ -82,6 +84,13 @@ function validate(opts: SynthOptions): Required<Pick<SynthOptions, 'tasks' | 'se
   if (opts.maxDocs !== undefined && (!Number.isInteger(opts.maxDocs) || opts.maxDocs < 2)) throw new SynthError(`--max-docs: must be an integer ≥ 2 (got ${opts.maxDocs})`);
   if (opts.maxTaskFailures !== undefined && (!Number.isInteger(opts.maxTaskFailures) || opts.maxTaskFailures < 1)) throw new SynthError(`maxTaskFailures: must be a positive integer (got ${opts.maxTaskFailures})`);
   if (opts.llmExtract && !opts.llm) throw new SynthError('--llm-extract needs --llm URL and --model NAME');
+  if (opts.world) {
+    for (const [key, value] of Object.entries(opts.world)) {
+      if (key === 'seed' || value === undefined) continue;
+      const problem = worldOptionProblem(key, value);
+      if (problem) throw new SynthError(`--world: ${problem}`);
+    }
+  }
   return { tasks: [...new Set(tasks)], seed: opts.seed ?? '0' };
 }
 
@@ -89,15 +98,122 @@ function sha(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
-/** Run the whole pipeline, resuming from the work folder when it holds a run with the same configuration. */
+function statOrNull(file: string): fs.Stats | null {
+  try {
+    return fs.statSync(file);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether two existing paths are the same file (through links too). */
+function sameFile(a: string, sa: fs.Stats, b: string): boolean {
+  const sb = statOrNull(b);
+  if (!sb) return false;
+  if (sa.ino !== 0 && sa.dev === sb.dev && sa.ino === sb.ino) return true;
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks on the output and work paths made before any work: an output that is a folder, lies under a file or
+ * is one of the inputs is refused, as is a work folder that is a file. (An existing output file is checked
+ * once its lock is held.)
+ */
+function checkPaths(opts: SynthOptions, out: string, workDir: string): void {
+  const outStat = statOrNull(out);
+  if (outStat?.isDirectory()) throw new SynthError(`--out ${opts.out}: is a folder; give the name of a file to write (e.g. ${path.join(opts.out, 'questions.jsonl')})`);
+  let dir = path.dirname(out);
+  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  if (!statOrNull(dir)?.isDirectory()) throw new SynthError(`--out ${opts.out}: ${dir} is a file, not a folder`);
+  const partialStat = statOrNull(`${out}.partial`);
+  if (partialStat && !partialStat.isFile()) throw new SynthError(`--out ${opts.out}: ${out}.partial (where the output is written until it is complete) exists and is not a file`);
+  if (outStat) {
+    const inputs = [...(opts.world || opts.inputs.length === 0 ? [] : expandInputs(opts.inputs)), ...(opts.tokenizer ? [opts.tokenizer] : [])];
+    const same = inputs.find((f) => sameFile(out, outStat, f));
+    if (same !== undefined) throw new SynthError(`--out ${opts.out}: is one of the inputs (${same}); choose another output file`);
+  }
+  const workStat = statOrNull(workDir);
+  if (workStat && !workStat.isDirectory()) throw new SynthError(`--work ${opts.workDir ?? workDir}: exists and is not a folder`);
+  if (workDir === out) throw new SynthError(`--work ${opts.workDir ?? workDir}: must not be the output file`);
+}
+
+/** Remove `dir` and its parents up to `top` (the first folder this run created) while they are empty. */
+function removeEmptyDirs(dir: string, top: string): void {
+  for (let d = dir; d.startsWith(top); d = path.dirname(d)) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === top) return;
+  }
+}
+
+/**
+ * Let the event loop turn. Without LLM calls the work is synchronous from end to end, and signals (Ctrl-C, whose
+ * handler releases the run's locks) and progress bars are only served when the loop turns.
+ */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+const isCorruptDatabase = (e: unknown): boolean => /^SQLITE_(CORRUPT|NOTADB)/.test(String((e as { code?: unknown })?.code ?? ''));
+
+/**
+ * Run the whole pipeline, resuming from the work folder when it holds a run with the same configuration.
+ * The output and the work folder are locked for the run (`<out>.lock`, `<work>/run.lock`), so a second run on
+ * either is refused while the first is alive. A run that fails before its documents are stored removes what
+ * it created; later, the work folder is kept so that a rerun resumes.
+ */
 export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
   const { tasks, seed } = validate(opts);
+  const out = path.resolve(opts.out);
+  const workDir = path.resolve(opts.workDir ?? `${out}.work`);
+  checkPaths(opts, out, workDir);
+  const outDir = path.dirname(out);
+  const createdOutDir = fs.mkdirSync(outDir, { recursive: true });
+  const locks: FileLock[] = [];
+  const state = { workCreated: false, resumable: false };
+  try {
+    locks.push(acquireLock(`${out}.lock`, `--out ${opts.out}`));
+    if (fs.existsSync(out) && !opts.overwrite) {
+      throw new SynthError(`--out ${opts.out}: the file exists (the output of an earlier run?); pass --overwrite to replace it, or choose another output file`);
+    }
+    state.workCreated = !fs.existsSync(workDir);
+    fs.mkdirSync(workDir, { recursive: true });
+    locks.push(acquireLock(path.join(workDir, 'run.lock'), `--work ${opts.workDir ?? workDir}`));
+    return await run(opts, { tasks, seed, out, workDir, locks, state });
+  } catch (e) {
+    for (const l of locks) l.release();
+    if (state.workCreated && !state.resumable) fs.rmSync(workDir, { recursive: true, force: true });
+    if (createdOutDir !== undefined) removeEmptyDirs(outDir, createdOutDir);
+    if (isCorruptDatabase(e)) {
+      const db = path.join(workDir, 'kg.sqlite');
+      throw new SynthError(`${db}: the knowledge graph is damaged (${(e as Error).message}); delete it (or the folder ${workDir}) to start over, or choose another work folder with --work`);
+    }
+    throw e;
+  } finally {
+    for (const l of locks) l.release();
+  }
+}
+
+interface RunContext {
+  tasks: Task[];
+  seed: string;
+  out: string;
+  workDir: string;
+  locks: FileLock[];
+  /** `resumable`: the work folder holds progress worth keeping should the run fail from here on. */
+  state: { workCreated: boolean; resumable: boolean };
+}
+
+async function run(opts: SynthOptions, { tasks, seed, out, workDir, locks, state }: RunContext): Promise<SynthSummary> {
   const log = opts.log ?? (() => {});
   const progress = opts.progress ?? (() => {});
-  const out = path.resolve(opts.out);
   const maxFailures = opts.maxTaskFailures ?? 250;
-  const workDir = path.resolve(opts.workDir ?? `${out}.work`);
-  fs.mkdirSync(workDir, { recursive: true });
+  const interrupted = () => locks.some((l) => l.interrupted);
   const counter = loadTokenCounter(opts.tokenizer, (why) => log(`warning: ${why}`));
 
   // Everything that changes the knowledge graph; a work folder made with another configuration starts over.
@@ -118,6 +234,8 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
     kg.markStage('config', graphConfig);
   }
   const llm = opts.llm ? new LlmClient(opts.llm, kg.db) : null;
+  const partial = `${out}.partial`;
+  let appender: DurableAppender | null = null;
 
   try {
     // 1. Documents (or a synthetic world, which comes with its facts).
@@ -135,12 +253,15 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
       kg.markStage('documents', { count: docs.length });
       log(`documents: ${docs.length}`);
     }
+    state.resumable = true;
     const docs = kg.documents();
 
     // 2. Facts, one document at a time, each marked when done so a crash loses one document's work.
     if (!opts.world && !kg.stageDone('extract')) {
       let done = 0;
       for (const d of docs) {
+        await yieldToEventLoop();
+        if (interrupted()) throw new SynthError('interrupted: run the same command again to resume');
         progress('extract', done, docs.length);
         if (!kg.stageDone(`extract:${d.id}`)) {
           const ex = opts.llmExtract && llm ? await llmExtractDocument(llm, d) : extractDocument(d);
@@ -164,7 +285,6 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
 
     // 4. Questions, with a checkpoint after each one written.
     const runConfig = sha(JSON.stringify({ graphConfig, tasks, seed, target: opts.targetTokens, depth: opts.depth ?? null, maxFailures, llm: opts.llm ? [opts.llm.model, opts.llmChecks !== false] : null }));
-    const partial = `${out}.partial`;
     const ckptFile = path.join(workDir, 'checkpoint.json');
     let ckpt: Checkpoint = { config: runConfig, attempt: 0, written: 0, bytes: 0, rejections: {}, failures: {} };
     if (fs.existsSync(ckptFile) && fs.existsSync(partial)) {
@@ -175,7 +295,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
         log('warning: the checkpoint is unreadable: starting the questions over');
       }
     }
-    const appender = new DurableAppender(partial, ckpt.bytes);
+    appender = new DurableAppender(partial, ckpt.bytes);
     const dedup = new DuplicateFilter();
     const byTask: Record<string, number> = Object.fromEntries(tasks.map((t) => [t, 0]));
     const byHops: Record<string, number> = {};
@@ -214,6 +334,12 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
 
     let stoppedEarly = false;
     while (ckpt.written < opts.count) {
+      await yieldToEventLoop();
+      if (interrupted()) {
+        log(`interrupted after ${ckpt.written} questions: run the same command again to resume`);
+        stoppedEarly = true;
+        break;
+      }
       const open = tasks.filter((t) => (ckpt.failures[t] ?? 0) < maxFailures);
       if (open.length === 0) break;
       // The task furthest behind its share goes next; ties by the order given.
@@ -289,6 +415,11 @@ export async function synthesize(opts: SynthOptions): Promise<SynthSummary> {
       return q;
     }
   } finally {
+    if (appender && !appender.closed) {
+      appender.close();
+      // Nothing was written: an empty .partial is no progress, so it does not outlive a failed run.
+      if (appender.position === 0) fs.rmSync(partial, { force: true });
+    }
     kg.close();
   }
 }

@@ -7,13 +7,13 @@ export function normalize(s: string): string {
     .toLowerCase()
     .replace(/[’‘]/g, "'")
     .replace(/'s\b/g, '')
-    .replace(/[^\p{L}\p{N}%$.]+/gu, ' ')
+    .replace(/[^\p{L}\p{M}\p{N}%$.]+/gu, ' ')
     .replace(/\.(?!\d)/g, ' ')
     .replace(/\s+/g, ' ')
     .trim();
 }
 
-const wordChar = /[\p{L}\p{N}]/u;
+const wordChar = /[\p{L}\p{M}\p{N}]/u;
 
 /** Whole-word, case-insensitive search for `needle` in `hay`; returns the first offset or -1. */
 export function findWord(hay: string, needle: string, from = 0): number {

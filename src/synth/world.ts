@@ -4,7 +4,11 @@ import type { KnowledgeGraph } from './kg.js';
 import type { TokenCounter } from './tokenizer.js';
 import type { EntityRef, Extraction, Mention, NumericFact, RelationFact } from './types.js';
 import { splitSentences } from './text.js';
-import { templateWords } from './compose.js';
+import { questionTemplateText } from './compose.js';
+import { CONTEXT_MARKUP } from './context.js';
+import { DIALOGUE_MARKUP } from './dialogue.js';
+import { typeNoun } from './graph.js';
+import { WordTokenizer } from '../tokenizer/word.js';
 
 /**
  * Synthetic worlds: contamination-free corpora. A seeded random world (people, cities, countries,
@@ -87,10 +91,29 @@ function makeName(rng: Rng, kind: Kind, used: Set<string>): string {
   }
 }
 
+/** The counts a world may have: at least 2 of each kind (0 filler sentences), at most what names and memory allow. */
+export const WORLD_LIMITS = {
+  people: [2, 100_000],
+  cities: [2, 20_000],
+  countries: [2, 20_000],
+  organizations: [2, 20_000],
+  filler: [0, 1_000],
+} as const satisfies Record<string, readonly [number, number]>;
+
+/** Why `value` is not a valid `key` of a world (naming the key and the rule), or null when it is. */
+export function worldOptionProblem(key: string, value: unknown): string | null {
+  const limits = (WORLD_LIMITS as Record<string, readonly [number, number]>)[key];
+  if (!limits) return `unknown key ${JSON.stringify(key)} (keys: ${Object.keys(WORLD_LIMITS).join(', ')})`;
+  const [lo, hi] = limits;
+  const ok = typeof value === 'number' && Number.isInteger(value) && value >= lo && value <= hi;
+  return ok ? null : `${key} must be an integer from ${lo} to ${hi} (got ${typeof value === 'string' ? JSON.stringify(value) : String(value)})`;
+}
+
 export function generateWorld(opts: WorldOptions): World {
   const o: Required<WorldOptions> = { seed: opts.seed, people: opts.people ?? 40, cities: opts.cities ?? 12, countries: opts.countries ?? 4, organizations: opts.organizations ?? 10, filler: opts.filler ?? 6 };
-  for (const [k, v] of Object.entries(o)) {
-    if (k !== 'seed' && (!Number.isInteger(v) || (v as number) < (k === 'filler' ? 0 : 2))) throw new RangeError(`world: ${k} must be an integer ≥ ${k === 'filler' ? 0 : 2} (got ${v})`);
+  for (const key of Object.keys(WORLD_LIMITS) as Array<keyof typeof WORLD_LIMITS>) {
+    const problem = worldOptionProblem(key, o[key]);
+    if (problem) throw new RangeError(`world: ${problem}`);
   }
   const rng = new Rng(o.seed, 'world');
   const used = new Set<string>();
@@ -125,10 +148,18 @@ export function generateWorld(opts: WorldOptions): World {
 
 const TYPE_OF: Record<Kind, string> = { person: 'person', city: 'place', country: 'place', organization: 'organization' };
 
-/** Render the world into documents, load its facts into the graph, and return the documents. */
-export function writeWorld(world: World, kg: KnowledgeGraph, counter: TokenCounter): SourceDocument[] {
+interface RenderedDocument {
+  id: string;
+  title: string;
+  text: string;
+  headerEnd: number;
+  extraction: Extraction;
+}
+
+/** Render the world as one document per entity, each with the facts it states and their exact spans. */
+function renderWorld(world: World): RenderedDocument[] {
   const rng = new Rng(world.options.seed, 'world-render');
-  const docs: SourceDocument[] = [];
+  const docs: RenderedDocument[] = [];
   const ref = (i: number): EntityRef => ({ name: world.entities[i]!.name, type: TYPE_OF[world.entities[i]!.kind] });
   world.entities.forEach((e, i) => {
     const id = `world-${String(i + 1).padStart(4, '0')}`;
@@ -172,9 +203,16 @@ export function writeWorld(world: World, kg: KnowledgeGraph, counter: TokenCount
       sentences.push(() => void put(f, { S: e.name, C: rng.pick(COLORS), P: rng.pick(PLACES_SMALL), D: rng.pick(DAYS), T: rng.pick(THINGS) }));
     }
     for (const s of rng.shuffle(sentences)) s();
-    text = text.trimEnd();
-    const headerEnd = e.name.length + 2;
-    const passages: SourceDocument['passages'] = [{ start: 0, end: e.name.length, tokens: counter.count(e.name) }];
+    docs.push({ id, title: e.name, text: text.trimEnd(), headerEnd: e.name.length + 2, extraction: { doc: id, mentions, relations, numbers } });
+  });
+  return docs;
+}
+
+/** Render the world into documents, load its facts into the graph, and return the documents. */
+export function writeWorld(world: World, kg: KnowledgeGraph, counter: TokenCounter): SourceDocument[] {
+  const docs: SourceDocument[] = [];
+  for (const { id, title, text, headerEnd, extraction } of renderWorld(world)) {
+    const passages: SourceDocument['passages'] = [{ start: 0, end: title.length, tokens: counter.count(title) }];
     let runStart = -1;
     let runEnd = -1;
     for (const [a, b] of splitSentences(text, headerEnd)) {
@@ -186,25 +224,31 @@ export function writeWorld(world: World, kg: KnowledgeGraph, counter: TokenCount
       runEnd = b;
     }
     if (runStart >= 0) passages.push({ start: runStart, end: runEnd, tokens: counter.count(text.slice(runStart, runEnd)) });
-    docs.push({ id, title: e.name, source: `world:${world.options.seed}`, text, meta: {}, headerEnd, passages, tables: [] });
-    const ex: Extraction = { doc: id, mentions, relations, numbers };
-    kg.addExtraction(ex);
-  });
+    docs.push({ id, title, source: `world:${world.options.seed}`, text, meta: {}, headerEnd, passages, tables: [] });
+    kg.addExtraction(extraction);
+  }
   const tpl = kg.db.prepare('INSERT OR REPLACE INTO relation_templates(relation, forward, inverse) VALUES (?,?,?)');
   for (const [k, r] of Object.entries(RELATIONS)) tpl.run(k, r.forward, r.inverse);
   kg.markStage('world', { complete: true, entities: world.entities.length });
   return docs;
 }
 
-/** The closed vocabulary of a world's documents and questions, for a word-level tokenizer. */
+/**
+ * The closed vocabulary of a world: every token of its documents, of the contexts made from them and of every
+ * question the composers can write about it, punctuation and numbers included, as the package's word-level
+ * tokenizer splits text (`WordTokenizer.split`: runs of letters, digits, `_`, `'` and `-`, and single other
+ * marks), plus the letters and JSON punctuation of answers. Numbers that only an answer holds (a sum, a
+ * difference, an average, a ratio) are computed, not written anywhere, and are not in it.
+ */
 export function worldVocabulary(world: World): string[] {
-  const words = new Set<string>();
-  const addText = (s: string) => s.split(/[^A-Za-z0-9']+/).forEach((w) => w && words.add(w));
-  for (const e of world.entities) addText(e.name);
-  for (const r of Object.values(RELATIONS)) [r.sentence, r.forward, r.inverse].forEach(addText);
-  for (const list of Object.values(ATTRIBUTES)) for (const a of list) addText(`${a.sentence} ${a.attribute} ${a.unit}`);
-  [...FILLER, ...COLORS, ...PLACES_SMALL, ...DAYS, ...THINGS].forEach(addText);
-  templateWords().forEach((w) => words.add(w));
-  ['A', 'B', 'C', 'D'].forEach((w) => words.add(w));
-  return [...words].sort();
+  const tokens = new Set<string>();
+  const add = (s: string) => WordTokenizer.split(s).forEach((t) => tokens.add(t));
+  for (const d of renderWorld(world)) add(d.text);
+  for (const r of Object.values(RELATIONS)) [r.forward, r.inverse].forEach((t) => add(t.replace('{D}', '')));
+  for (const list of Object.values(ATTRIBUTES)) for (const a of list) add(`${a.attribute} ${a.unit}`);
+  for (const kind of Object.keys(TYPE_OF) as Kind[]) add(typeNoun(TYPE_OF[kind]));
+  add(CONTEXT_MARKUP + DIALOGUE_MARKUP);
+  for (const t of questionTemplateText()) add(t);
+  add('A B C D [ ] , "');
+  return [...tokens].sort();
 }

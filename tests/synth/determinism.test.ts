@@ -1,18 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { synthesize } from '../../src/synth/pipeline.js';
-import { openGraphDb, readLines, repoRoot, tmpDir } from './helpers.js';
+import { openGraphDb, readLines, repoRoot, tempFolders } from './helpers.js';
 import { verifyQuestion } from './verify.js';
 
-const dirs: string[] = [];
-const fresh = (name: string) => {
-  const d = tmpDir(name);
-  dirs.push(d);
-  return d;
-};
-afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+const fresh = tempFolders();
 
 const world = { seed: 7, people: 30, cities: 8, countries: 3, organizations: 6 };
 

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { afterAll } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +13,17 @@ export const austenDir = path.resolve(repoRoot, '../shared/corpora/austen');
 
 export function tmpDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `qwenlong-synth-${name}-`));
+}
+
+/** A `fresh(name)` that makes temporary folders and removes them all after the file's tests. */
+export function tempFolders(): (name: string) => string {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  return (name) => {
+    const d = tmpDir(name);
+    dirs.push(d);
+    return d;
+  };
 }
 
 export function readLines(file: string): SynthQuestion[] {

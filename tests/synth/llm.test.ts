@@ -86,6 +86,34 @@ describe('LLM client (chat completions)', () => {
     expect(requests.length).toBe(1);
   });
 
+  it('asks again without response_format when the server refuses it, and reads JSON from the plain reply', async () => {
+    const refuse = (body: { response_format?: unknown }): Reply =>
+      body.response_format !== undefined
+        ? { status: 400, raw: JSON.stringify({ error: { message: "'response_format' is not supported by this server", type: 'invalid_request_error', param: 'response_format', code: 'unsupported_parameter' } }) }
+        : { content: 'Here it is: {"answer": "Paris"} — hope that helps.' };
+    fallback = refuse as typeof fallback;
+    const c = new LlmClient({ url, model: 'm', ...fast });
+    expect(await ask(c, 'capital?')).toEqual({ answer: 'Paris' });
+    expect(requests.map((r) => r.response_format === undefined)).toEqual([false, true]);
+    // The schema moves into the instructions (the first, system, message).
+    const retried = requests[1] as unknown as { messages: Array<{ role: string; content: string }> };
+    expect(retried.messages[0]!.role).toBe('system');
+    expect(retried.messages[0]!.content).toContain(JSON.stringify(schema.schema));
+    expect(retried.messages.at(-1)).toEqual({ role: 'user', content: 'capital?' });
+    // The client remembers: the next request goes without it at once.
+    expect(await ask(c, 'again?')).toEqual({ answer: 'Paris' });
+    expect(requests.length).toBe(3);
+    expect(requests[2]!.response_format).toBeUndefined();
+  });
+
+  it('does not retry a 400 about something else', async () => {
+    queue.push({ status: 400, raw: JSON.stringify({ error: { message: "'messages' must be a non-empty array", param: 'messages' } }) });
+    const c = new LlmClient({ url, model: 'm', ...fast });
+    await expect(ask(c)).rejects.toThrow(/HTTP 400: .*'messages' must be/);
+    expect(requests.length).toBe(1);
+    expect(c.structuredOutput).toBe(true);
+  });
+
   it('rejects bad arguments', () => {
     expect(() => new LlmClient({ url: 'not a url', model: 'm' })).toThrow(/--llm/);
     expect(() => new LlmClient({ url: 'ftp://x', model: 'm' })).toThrow(/http/);
