@@ -72,22 +72,96 @@ export class Llama2cTokenizer implements TextTokenizer {
       if (id !== undefined) ids.push(id);
       else for (const byte of encoder.encode(ch)) ids.push(byte + 3);
     }
-    // Merge the best-scoring adjacent pair (the leftmost on ties) until none merges; as run.c, BOS takes part.
-    for (;;) {
-      let best = -Infinity, bestAt = -1, bestId = -1;
-      for (let i = 0; i + 1 < ids.length; i++) {
-        const merged = this.#lookup.get(this.#text[ids[i]!]! + this.#text[ids[i + 1]!]!);
-        if (merged !== undefined && this.scores[merged]! > best) {
-          best = this.scores[merged]!;
-          bestAt = i;
-          bestId = merged;
-        }
-      }
-      if (bestAt < 0) break;
-      ids.splice(bestAt, 2, bestId);
+    const merged = this.#merge(ids);
+    if (opts.eos) merged.push(EOS);
+    return merged;
+  }
+
+  /**
+   * run.c's merge rule — merge the adjacent pair whose merged piece scores highest, the leftmost on ties, until no
+   * pair merges (BOS takes part, as in run.c) — in O(n log n): the symbols form a linked list, candidate pairs wait
+   * in a heap ordered by (score desc, left position asc), and a popped pair is skipped when either side has changed
+   * since it was pushed. A symbol keeps its first position when it absorbs its right neighbour, so positions keep the
+   * sequence's order and "leftmost" means the same as in the quadratic loop.
+   */
+  #merge(ids: number[]): number[] {
+    const n = ids.length;
+    if (n < 2) return ids;
+    const tok = Int32Array.from(ids);
+    const next = new Int32Array(n), prev = new Int32Array(n), version = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      next[i] = i + 1 < n ? i + 1 : -1;
+      prev[i] = i - 1;
     }
-    if (opts.eos) ids.push(EOS);
-    return ids;
+    // Heap entries live in parallel arrays: merged id, left position, the versions of the two sides.
+    let size = 0;
+    let hScore = new Float64Array(Math.max(16, n)), hLeft = new Int32Array(hScore.length), hId = new Int32Array(hScore.length);
+    let hVl = new Int32Array(hScore.length), hVr = new Int32Array(hScore.length);
+    const before = (a: number, b: number) => hScore[a]! > hScore[b]! || (hScore[a] === hScore[b] && hLeft[a]! < hLeft[b]!);
+    const swap = (a: number, b: number) => {
+      for (const arr of [hScore, hLeft, hId, hVl, hVr] as (Float64Array | Int32Array)[]) {
+        const t = arr[a]!;
+        arr[a] = arr[b]!;
+        arr[b] = t;
+      }
+    };
+    const push = (left: number) => {
+      const right = next[left]!;
+      if (right < 0) return;
+      const id = this.#lookup.get(this.#text[tok[left]!]! + this.#text[tok[right]!]!);
+      if (id === undefined) return;
+      if (size === hScore.length) {
+        const grow = <T extends Float64Array | Int32Array>(a: T): T => {
+          const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+          b.set(a);
+          return b;
+        };
+        hScore = grow(hScore); hLeft = grow(hLeft); hId = grow(hId); hVl = grow(hVl); hVr = grow(hVr);
+      }
+      let at = size++;
+      hScore[at] = this.scores[id]!;
+      hLeft[at] = left;
+      hId[at] = id;
+      hVl[at] = version[left]!;
+      hVr[at] = version[right]!;
+      while (at > 0) {
+        const up = (at - 1) >> 1;
+        if (!before(at, up)) break;
+        swap(at, up);
+        at = up;
+      }
+    };
+    const pop = () => {
+      swap(0, --size);
+      let at = 0;
+      for (;;) {
+        const l = 2 * at + 1, r = l + 1;
+        let top = at;
+        if (l < size && before(l, top)) top = l;
+        if (r < size && before(r, top)) top = r;
+        if (top === at) break;
+        swap(at, top);
+        at = top;
+      }
+    };
+    for (let i = 0; i + 1 < n; i++) push(i);
+    while (size > 0) {
+      const left = hLeft[0]!, id = hId[0]!, vl = hVl[0]!, vr = hVr[0]!;
+      pop();
+      const right = next[left]!;
+      // Stale: the left symbol was absorbed or changed, or its right neighbour is another symbol now.
+      if (right < 0 || version[left] !== vl || version[right] !== vr || version[left]! < 0) continue;
+      tok[left] = id;
+      version[left]!++;
+      version[right] = -1; // absorbed: never valid again
+      next[left] = next[right]!;
+      if (next[right]! >= 0) prev[next[right]!] = left;
+      if (prev[left]! >= 0) push(prev[left]!);
+      push(left);
+    }
+    const out: number[] = [];
+    for (let i = 0; i >= 0; i = next[i]!) out.push(tok[i]!);
+    return out;
   }
 
   /** llama2.c models have no chat format: the plain fallback template. */
