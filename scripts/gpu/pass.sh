@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU pass on a machine with nvcc and a CUDA driver: build the addon with CUDA for the local card, run every test
 # suite with QWENLONG_DEVICE=cuda (each suite's CUDA-vs-CPU-twin blocks run), then the standalone kernel checks.
-# Usage: bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing kv model wgmma
+# Usage: [PREBUILT=build-sm90a] bash scripts/gpu/pass.sh [LOGDIR] [steps...]     steps: build test suites checks checks-fast sanitize timing kv model wgmma
 #   (default: build test checks). kv: paged decode per kernel and partition size, PyTorch's, Nsight Compute.
 #   MODEL_BENCH_SKIP=cpu,generate narrows the model step to the GPU training step. wgmma: the Hopper matmul kernel
 #   (opt-in, QWENLONG_MATMUL_KERNEL) under the suites that multiply on the GPU, then timed against mma.sync.
@@ -28,8 +28,25 @@ dump_stacks() {
 if has build; then
   step build
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$LOG/gpu.txt"
-  { time node scripts/install.mjs --build-from-source; } > "$LOG/build.log" 2>&1 || { tail -40 "$LOG/build.log"; exit 1; }
-  tail -3 "$LOG/build.log"
+  # PREBUILT=build-sm90a (made beforehand by scripts/gpu/prebuild.sh and carried to this machine): use that addon
+  # when it loads here and sees the card, and skip the build (a minute or more of the loan); otherwise build.
+  prebuilt=""
+  if [ -n "${PREBUILT:-}" ] && [ -f "$PREBUILT/Release/qwenlong.node" ]; then
+    if QWENLONG_ADDON="$PWD/$PREBUILT/Release/qwenlong.node" node -e \
+      "const c = require(process.env.QWENLONG_ADDON).info().cuda; console.log(JSON.stringify(c)); \
+       if (!c.available || !c.archs.includes('90a')) process.exit(3)" > "$LOG/prebuilt.log" 2>&1; then
+      prebuilt="$PREBUILT/Release/qwenlong.node"
+    else
+      echo "the prebuilt addon in $PREBUILT does not load here or lacks sm_90a code (see prebuilt.log): building"
+    fi
+  fi
+  if [ -n "$prebuilt" ]; then
+    export QWENLONG_ADDON="$PWD/$prebuilt"
+    echo "using the prebuilt addon $prebuilt"
+  else
+    { time node scripts/install.mjs --build-from-source; } > "$LOG/build.log" 2>&1 || { tail -40 "$LOG/build.log"; exit 1; }
+    tail -3 "$LOG/build.log"
+  fi
   npx tsc -p tsconfig.json && node scripts/chmod-bin.mjs || exit 1
   node dist/src/cli/main.js info
 fi
@@ -63,7 +80,7 @@ if has suites; then
 fi
 if has checks; then
   step "standalone checks"
-  gen=$(dirname "$(find build -name qwenlong_cuda_archs.h | head -1)")
+  gen=$(dirname "$(find build ${PREBUILT:-} -name qwenlong_cuda_archs.h 2> /dev/null | head -1)")
   g="-gencode=arch=compute_${arch},code=sm_${arch}"
   nvcc -std=c++17 -O3 $g -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_check.cu cuda/matmul/matmul.cu \
     cuda/matmul/matmul_wgmma.cu cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check > "$LOG/matmul_check.log" 2>&1 || status=1
@@ -129,7 +146,7 @@ if has wgmma; then
 fi
 if has checks-fast; then
   step "matmul correctness (no timing)"
-  gen=$(dirname "$(find build -name qwenlong_cuda_archs.h | head -1)")
+  gen=$(dirname "$(find build ${PREBUILT:-} -name qwenlong_cuda_archs.h 2> /dev/null | head -1)")
   nvcc -std=c++17 -O3 -gencode=arch=compute_${arch},code=sm_${arch} -I. -I"$gen" -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_check.cu \
     cuda/matmul/matmul.cu cuda/matmul/matmul_wgmma.cu cuda/common/device.cc -o /tmp/matmul_check && timeout 120 /tmp/matmul_check --no-time > "$LOG/matmul_check.log" 2>&1 || status=1
   grep -E "FAIL|correctness" "$LOG/matmul_check.log"
