@@ -52,7 +52,7 @@ export function buildProgram(): Command {
     .option('--list', 'list the suites')
     .action(async (names: string[], opts: { quick?: boolean; save?: boolean; resultsDir: string; json?: boolean; list?: boolean }) => {
       if (opts.list) {
-        for (const name of [...suiteFiles().keys()].sort()) console.log(name);
+        for (const name of [...suiteFiles().keys()].sort()) console.log(name.replace(/_/g, '-')); // as the docs spell them
         return;
       }
       const log = opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
