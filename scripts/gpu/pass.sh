@@ -31,7 +31,12 @@ if has build; then
   # PREBUILT=build-sm90a (made beforehand by scripts/gpu/prebuild.sh and carried to this machine): use that addon
   # when it loads here and sees the card, and skip the build (a minute or more of the loan); otherwise build.
   prebuilt=""
-  if [ -n "${PREBUILT:-}" ] && [ -f "$PREBUILT/Release/qwenlong.node" ]; then
+  if [ -n "${PREBUILT:-}" ] && [ ! -f "$PREBUILT/Release/qwenlong.node" ] && [ -f "$PREBUILT/carry/qwenlong.node.xz" ]; then
+    mkdir -p "$PREBUILT/Release" && xz -dc "$PREBUILT/carry/qwenlong.node.xz" > "$PREBUILT/Release/qwenlong.node"
+  fi
+  if [ -n "${PREBUILT:-}" ] && [ -f "$PREBUILT/carry/sources.sha256" ] && [ "$(bash scripts/gpu/native-hash.sh)" != "$(cat "$PREBUILT/carry/sources.sha256")" ]; then
+    echo "the prebuilt addon in $PREBUILT was built from other native sources: building"
+  elif [ -n "${PREBUILT:-}" ] && [ -f "$PREBUILT/Release/qwenlong.node" ]; then
     if QWENLONG_ADDON="$PWD/$PREBUILT/Release/qwenlong.node" node -e \
       "const c = require(process.env.QWENLONG_ADDON).info().cuda; console.log(JSON.stringify(c)); \
        if (!c.available || !c.archs.includes('90a')) process.exit(3)" > "$LOG/prebuilt.log" 2>&1; then

@@ -11,5 +11,12 @@ cd "$root"
 node node_modules/cmake-js/bin/cmake-js compile --directory . --out "$out" --CDQWENLONG_CUDA=on \
   "--CDCMAKE_CUDA_ARCHITECTURES=${arch}-real"
 node -e "const c = require('./$out/Release/qwenlong.node').info().cuda; if (!c.compiled || !c.archs.includes('$arch')) { console.error('built without sm_$arch code:', c.archs); process.exit(1) }"
-ls -l "$out/Release/qwenlong.node"
-echo "carry $out (with .offline) and run: PREBUILT=$out bash scripts/gpu/pass.sh \$OUT/logs build test ..."
+# What travels to the GPU machine: the addon compressed (23 MB -> 3 MB for sm_90a; the fatbin compresses well) and
+# the generated header the standalone checks include.
+mkdir -p "$out/carry"
+xz -T0 -6 -c "$out/Release/qwenlong.node" > "$out/carry/qwenlong.node.xz"
+cp "$out/generated/qwenlong_cuda_archs.h" "$out/carry/"
+# The native sources it was built from: pass.sh builds afresh when they have changed since.
+bash scripts/gpu/native-hash.sh > "$out/carry/sources.sha256"
+ls -l "$out/Release/qwenlong.node" "$out/carry/qwenlong.node.xz"
+echo "carry $out/carry (and .offline), then: PREBUILT=$out bash scripts/gpu/pass.sh \$OUT/logs build test ..."
