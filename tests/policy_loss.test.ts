@@ -117,7 +117,7 @@ function reference(p: Problem, o: RefOptions) {
   return { loss, logp, ent, dHidden, dWeight, nll: n ? nll / n : 0 };
 }
 
-function run(p: Problem, o: RefOptions, extra: Partial<PolicyLossInput> = {}, dtype: 'f32' | 'bf16' = 'f32', device: 'cpu' | 'cuda' = 'cpu') {
+function run(p: Problem, o: RefOptions, extra: Partial<PolicyLossInput> = {}, dtype: 'f32' | 'bf16' | 'f16' = 'f32', device: 'cpu' | 'cuda' = 'cpu') {
   return ops.policyLoss({
     hidden: Tensor.from(p.hidden, [p.T, p.H], { dtype, device }),
     weight: Tensor.from(p.weight, [p.V, p.H], { dtype, device }),
@@ -338,17 +338,38 @@ describe('ops.policyLoss', () => {
 });
 
 describe.runIf(gpuRun())('ops.policyLoss on CUDA against the CPU twin', () => {
-  it('f32 and bf16', async () => {
-    const p = makeProblem(113, 64, 1000, 21, { old: true, mask: true, scale: 5 });
-    for (const dtype of ['f32', 'bf16'] as const) {
-      const o = { ...base, agg: 'group-token-mean' as Agg, dual: 3 };
-      const c = run(p, o, {}, dtype, 'cpu'), g = run(p, o, {}, dtype, 'cuda');
-      const tol = dtype === 'f32' ? 1e-4 : 2e-2;
-      expect(Math.abs((await g.loss.item()) - (await c.loss.item()))).toBeLessThan(tol);
-      expect(maxAbsError(await g.logp.toArray(), await c.logp.toArray())).toBeLessThan(tol);
-      expect(maxAbsError(await g.entropy.toArray(), await c.entropy.toArray())).toBeLessThan(tol);
-      expect(maxAbsError(await g.dHidden!.toArray(), await c.dHidden!.toArray())).toBeLessThan(tol);
-      expect(maxAbsError(await g.dWeight!.toArray(), await c.dWeight!.toArray())).toBeLessThan(tol);
+  const p = makeProblem(113, 64, 1000, 21, { old: true, mask: true, scale: 5 });
+  const o = { ...base, agg: 'group-token-mean' as Agg, dual: 3 };
+  async function same(dtype: 'f32' | 'bf16' | 'f16', extra: Partial<PolicyLossInput> = {}) {
+    const c = run(p, o, extra, dtype, 'cpu'), g = run(p, o, extra, dtype, 'cuda');
+    const tol = dtype === 'f32' ? 1e-4 : 2e-2;
+    expect(Math.abs((await g.loss.item()) - (await c.loss.item()))).toBeLessThan(tol);
+    expect(maxAbsError(await g.logp.toArray(), await c.logp.toArray())).toBeLessThan(tol);
+    expect(maxAbsError(await g.entropy.toArray(), await c.entropy.toArray())).toBeLessThan(tol);
+    if (extra.grads === false) {
+      expect(g.dHidden).toBeNull();
+      return;
+    }
+    expect(maxAbsError(await g.dHidden!.toArray(), await c.dHidden!.toArray())).toBeLessThan(tol);
+    expect(maxAbsError(await g.dWeight!.toArray(), await c.dWeight!.toArray())).toBeLessThan(tol);
+  }
+
+  it('f32, bf16 and f16', async () => {
+    for (const dtype of ['f32', 'bf16', 'f16'] as const) await same(dtype);
+  });
+
+  it('16-bit inputs over many chunks (the 16-bit gradient copy reused, dWeight accumulated) and without gradients', async () => {
+    // f32 logits plus the 2-byte copy: 6 bytes a word, 5 rows a chunk, 23 chunks for 113 tokens.
+    for (const dtype of ['bf16', 'f16'] as const) await same(dtype, { workspaceBytes: 6 * 1000 * 5 });
+    await same('bf16', { grads: false });
+  });
+
+  it('a target outside the vocabulary in a device tensor is refused (the kernel raises a flag)', () => {
+    const targets = Tensor.from(Int32Array.from(p.targets, (t, i) => (i === 57 ? 1000 : t)), [p.T], { dtype: 'i32', device: 'cuda' });
+    try {
+      expect(() => run(p, o, { targets }, 'bf16', 'cuda')).toThrow(/outside \[0, 1000\)/);
+    } finally {
+      targets.dispose();
     }
   });
 });
