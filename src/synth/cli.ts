@@ -87,7 +87,7 @@ function printSummary(s: SynthSummary, write: (line: string) => void): void {
 export function registerSynthCommand(program: Command): void {
   program
     .command('synth')
-    .description('Synthesize verifiable long-context questions from documents (default: the bundled State of the Union corpus) or a synthetic world')
+    .description('synthesize verifiable long-context questions from documents (default: the bundled State of the Union corpus) or a synthetic world')
     .argument('[inputs...]', 'txt, md, html, json, jsonl or csv files, folders or globs')
     .option('-o, --out <file>', 'output JSONL file (an interrupted run of it resumes)')
     .option('--overwrite', 'replace an existing output file (refused otherwise)')
