@@ -76,7 +76,12 @@ export function summarize(predictions: Prediction[], bucketBounds: readonly numb
   const buckets = bucketBounds.slice().sort((a, b) => a - b);
   const group = (key: (p: Prediction) => string) => {
     const acc = new Map<string, number[]>();
-    for (const p of predictions) acc.set(key(p), [...(acc.get(key(p)) ?? []), p.score]);
+    for (const p of predictions) {
+      // pushed, not copied into a new array per prediction (quadratic: 40k predictions took 9 s)
+      const scores = acc.get(key(p));
+      if (scores) scores.push(p.score);
+      else acc.set(key(p), [p.score]);
+    }
     return Object.fromEntries([...acc].sort().map(([k, v]) => [k, { n: v.length, score: v.reduce((a, b) => a + b, 0) / v.length }]));
   };
   const bucketOf = (n: number) => {

@@ -44,9 +44,11 @@ export function lineChart(title: string, series: Series[], opts: { marks?: { x: 
   const W = 560, H = 260, L = 56, R = 12, T = 28, B = 36;
   const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
   if (all.length === 0) return `<figure><figcaption>${esc(title)}</figcaption><p class="empty">no data</p></figure>`;
+  // reduced, not spread into Math.min: a spread of more points than the stack holds (8 curves of 16k steps) threw
+  const min = (v: number[]) => v.reduce((a, b) => Math.min(a, b)), max = (v: number[]) => v.reduce((a, b) => Math.max(a, b));
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
-  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const x0 = min(xs), x1 = Math.max(max(xs), x0 + 1);
+  let y0 = min(ys), y1 = max(ys);
   if (y1 - y0 < 1e-9) [y0, y1] = [y0 - 0.5, y1 + 0.5];
   const pad = (y1 - y0) * 0.05;
   y0 -= pad;

@@ -59,7 +59,27 @@ export class TextStream {
   readonly #tokenizer: TextTokenizer;
   readonly #stops: readonly string[];
   readonly #ids: number[] = [];
-  #text = '';
+  /**
+   * Each token decodes ids[#from..] only (decoding the whole list at every token made a response quadratic: 8000
+   * tokens of Qwen3's tokenizer took 19 s): ids[#from, #to) are context, `#context` their text decoded alone, so
+   * what follows it in that decode is the text that ids[#to..] add to the whole. The context is the tokens since the
+   * last such point when they print whole characters (no U+FFFD at the end) and something at all (so a word-level
+   * decode spaces the next word, an SPM decode keeps its space).
+   */
+  #from = 0;
+  #to = 0;
+  #context = '';
+  /** Length of the whole text up to token #to; it never changes after. */
+  #settled = 0;
+  /**
+   * The whole text is #done + #local. #done is released and settled, and neither a stop sequence nor the start of one
+   * that a release holds back can begin in released text (it would have been held back), so only #local (from
+   * character #base on) is searched again. #length: how much of #local counts (less after a stop).
+   */
+  #done = '';
+  #base = 0;
+  #local = '';
+  #length = 0;
   #sent = 0;
 
   constructor(tokenizer: TextTokenizer, stops: readonly string[]) {
@@ -69,30 +89,38 @@ export class TextStream {
 
   /** The text so far (cut before the first stop sequence once one appeared). */
   get text(): string {
-    return this.#text;
+    return this.#done + this.#local.slice(0, this.#length);
   }
 
   /**
-   * Adds a token. The whole token list is decoded again (a token's text can depend on its neighbours) and only the
-   * part that cannot change is released: not a trailing U+FFFD (an incomplete multi-byte character) nor a tail that
-   * could be the start of a stop sequence.
+   * Adds a token. Only the part of the text that cannot change is released: not a trailing U+FFFD (an incomplete
+   * multi-byte character) nor a tail that could be the start of a stop sequence.
    */
   push(token: number): { delta: string; stopped: boolean } {
     this.#ids.push(token);
-    const text = this.#tokenizer.decode(this.#ids);
+    let window = this.#tokenizer.decode(this.#ids.slice(this.#from));
+    if (!window.startsWith(this.#context)) {
+      // the context reads otherwise with what followed (a decoder that looks across tokens): decode the whole list
+      [this.#from, this.#to, this.#context, this.#settled] = [0, 0, '', 0];
+      window = this.#tokenizer.decode(this.#ids);
+    }
+    const fresh = window.slice(this.#context.length);
+    const kept = this.#settled - this.#base;
+    const text = kept >= 0 ? this.#local.slice(0, kept) + fresh : fresh.slice(-kept);
+    this.#local = text;
     let cut = -1;
     for (const s of this.#stops) {
       const at = text.indexOf(s);
       if (at >= 0 && (cut < 0 || at < cut)) cut = at;
     }
     if (cut >= 0) {
-      this.#text = text.slice(0, cut);
+      this.#length = cut;
       return { delta: this.end(), stopped: true };
     }
-    this.#text = text;
+    this.#length = text.length;
     // an incomplete multi-byte character decodes as U+FFFD until its last byte arrives
     let safe = text.length;
-    while (safe > this.#sent && text[safe - 1] === '\uFFFD') safe--;
+    while (safe > this.#sent - this.#base && text[safe - 1] === '\uFFFD') safe--;
     const settled = text.slice(0, safe);
     for (const s of this.#stops) {
       for (let k = Math.min(s.length - 1, settled.length); k > 0; k--) {
@@ -102,18 +130,30 @@ export class TextStream {
         }
       }
     }
-    return { delta: this.#take(safe), stopped: false };
+    const delta = this.#take(safe);
+    const next = this.#to === this.#from ? fresh : this.#tokenizer.decode(this.#ids.slice(this.#to));
+    if (next !== '' && !next.endsWith('\uFFFD')) [this.#from, this.#to, this.#context, this.#settled] = [this.#to, this.#ids.length, next, this.#base + text.length];
+    const base = Math.min(this.#sent, this.#settled);
+    if (base > this.#base) {
+      this.#done += text.slice(0, base - this.#base);
+      this.#local = text.slice(base - this.#base);
+      this.#length = this.#local.length;
+      this.#base = base;
+    }
+    return { delta, stopped: false };
   }
 
   /** The text not released yet (at the end of the request). */
   end(): string {
-    return this.#take(this.#text.length);
+    return this.#take(this.#length);
   }
 
+  /** Releases #local up to `end`. */
   #take(end: number): string {
-    if (end <= this.#sent) return '';
-    const delta = this.#text.slice(this.#sent, end);
-    this.#sent = end;
+    const sent = this.#sent - this.#base;
+    if (end <= sent) return '';
+    const delta = this.#local.slice(sent, end);
+    this.#sent = this.#base + end;
     return delta;
   }
 }

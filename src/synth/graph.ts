@@ -73,7 +73,8 @@ export class Graph {
     for (const r of db.prepare('SELECT id, key, name, type FROM entities ORDER BY id').all() as Array<{ id: number; key: string; name: string; type: string }>) {
       g.entities.set(r.id, { id: r.id, name: r.name, type: r.type, aliases: [], mentions: new Map(), anyDocs: new Set() });
       if (r.key.startsWith('doc:')) g.docEntity.set(r.key.slice(4), r.id);
-      g.byType.set(r.type, [...(g.byType.get(r.type) ?? []), r.id]);
+      // lists grow in place (a copy per entity was quadratic: 25k entities of a type took 5 s, 100k 87 s)
+      (g.byType.get(r.type) ?? g.byType.set(r.type, []).get(r.type)!).push(r.id);
     }
     for (const r of db.prepare('SELECT entity, alias FROM aliases ORDER BY entity, alias').all() as Array<{ entity: number; alias: string }>) {
       const e = g.entities.get(r.entity);
@@ -144,7 +145,7 @@ export class Graph {
     const groups = new Map<string, GEdge[]>();
     for (const e of this.out.get(id) ?? []) {
       const k = `${e.relation}\u0000${e.inverse}`;
-      groups.set(k, [...(groups.get(k) ?? []), e]);
+      (groups.get(k) ?? groups.set(k, []).get(k)!).push(e);
     }
     const outEdges: GEdge[] = [];
     for (const list of groups.values()) if (new Set(list.map((e) => e.to)).size === 1) outEdges.push(list[0]!);

@@ -146,7 +146,7 @@ export class KnowledgeGraph {
       const bySurname = new Map<string, number[]>();
       for (const p of persons) {
         const surname = normalize(p.name.split(' ').pop() ?? '');
-        bySurname.set(surname, [...(bySurname.get(surname) ?? []), p.id]);
+        (bySurname.get(surname) ?? bySurname.set(surname, []).get(surname)!).push(p.id);
       }
       const singles = this.db.prepare("SELECT id, key FROM entities WHERE type IN ('person', 'name') AND key NOT LIKE '% %'").all() as Array<{ id: number; key: string }>;
       for (const s of singles) {

@@ -18,12 +18,13 @@ export class WordTokenizer implements TextTokenizer {
   constructor(vocabulary: readonly string[]) {
     if (!Array.isArray(vocabulary)) throw new TypeError('WordTokenizer: vocabulary must be an array of strings');
     const words: string[] = [...WORD_SPECIALS];
+    words.forEach((w, i) => this.#ids.set(w, i));
     for (const w of vocabulary) {
       if (typeof w !== 'string' || w.length === 0 || /\s/.test(w)) throw new RangeError(`WordTokenizer: ${JSON.stringify(w)} is not a word (non-empty, no whitespace)`);
-      if (!words.includes(w)) words.push(w);
+      // duplicates found through the map (a search of the list made a corpus vocabulary quadratic)
+      if (!this.#ids.has(w)) this.#ids.set(w, words.push(w) - 1);
     }
     this.words = words;
-    words.forEach((w, i) => this.#ids.set(w, i));
   }
 
   /** The vocabulary of a corpus: every word and punctuation mark in it, most frequent first. */
