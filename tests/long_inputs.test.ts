@@ -13,6 +13,8 @@ import { composeTemporal } from '../src/synth/compose.js';
 import { Graph } from '../src/synth/graph.js';
 import { KnowledgeGraph } from '../src/synth/kg.js';
 import { Rng } from '../src/synth/rng.js';
+import { DuplicateFilter } from '../src/synth/checks.js';
+import { jaccard, normalize, wordSet } from '../src/synth/text.js';
 import { HfTokenizer, Llama2cTokenizer, WordTokenizer, type TextTokenizer } from '../src/tokenizer/index.js';
 
 /** A deterministic stream of integers in [0, n). */
@@ -280,5 +282,56 @@ describe('vocabularies and graphs of many entries', () => {
       kg.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the near-duplicate filter indexes what it keeps', () => {
+  // The filter as it was: every kept question of the task compared with the new one.
+  class ReferenceFilter {
+    readonly seen = new Map<string, Array<Set<string>>>();
+    readonly exact = new Set<string>();
+    isDuplicate(q: { task: string; question: string; answer: unknown }): boolean {
+      if (this.exact.has(`${q.task}\u0000${normalize(q.question)}\u0000${JSON.stringify(q.answer)}`)) return true;
+      const k = wordSet(`${q.question} ${JSON.stringify(q.answer)}`);
+      return (this.seen.get(q.task) ?? []).some((s) => jaccard(s, k) >= 0.9);
+    }
+    add(q: { task: string; question: string; answer: unknown }): void {
+      this.exact.add(`${q.task}\u0000${normalize(q.question)}\u0000${JSON.stringify(q.answer)}`);
+      this.seen.set(q.task, [...(this.seen.get(q.task) ?? []), wordSet(`${q.question} ${JSON.stringify(q.answer)}`)]);
+    }
+  }
+
+  it('keeps and drops exactly what comparing with every kept question did, near the 0.9 threshold too', () => {
+    const next = ints(11);
+    const vocab = Array.from({ length: 60 }, (_, i) => `w${i}`);
+    const a = new ReferenceFilter(), b = new DuplicateFilter();
+    const kept: string[][] = [];
+    let dropped = 0;
+    for (let i = 0; i < 4000; i++) {
+      // new questions, and edits of kept ones (a word or two changed, added or removed: Jaccard near 0.9)
+      let words: string[];
+      if (kept.length && next(3)) {
+        words = kept[next(kept.length)]!.slice();
+        for (let e = next(3); e >= 0; e--) {
+          const op = next(3);
+          if (op === 0) words.splice(next(words.length + 1), 0, vocab[next(60)]!);
+          else if (op === 1 && words.length > 1) words.splice(next(words.length), 1);
+          else words[next(words.length)] = vocab[next(60)]!;
+        }
+      } else {
+        words = Array.from({ length: next(30) }, () => vocab[next(60)]!);
+      }
+      const q = { task: next(5) ? 'multihop' : 'temporal', question: words.join(' '), answer: next(4) ? 'x' : ['a', 'b'] };
+      const dup = a.isDuplicate(q);
+      expect(b.isDuplicate(q), q.question).toBe(dup);
+      if (dup) dropped++;
+      else {
+        a.add(q);
+        b.add(q);
+        kept.push(words);
+      }
+    }
+    expect(dropped).toBeGreaterThan(200);
+    expect(kept.length).toBeGreaterThan(200);
   });
 });

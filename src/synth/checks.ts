@@ -65,9 +65,15 @@ export function checkLength(tokens: number, target: number): string | null {
   return null;
 }
 
-/** Near-duplicate filter over question + answer words (Jaccard ≥ 0.9 within a task). */
+/**
+ * Near-duplicate filter over question + answer words (Jaccard ≥ 0.9 within a task). Comparing each question with
+ * every kept one was quadratic (8k questions: 9 s), so kept word sets are indexed by their prefix in one fixed word
+ * order (prefix filtering): two sets with Jaccard ≥ t share at least ceil(t · the larger size) words, so the first
+ * n − ceil(t·n) + 1 words of each (n its size) share one. Only sets met through the index are compared, with the same
+ * jaccard() test as before; the prefix uses t a hair below 0.9, so rounding can only add candidates, never lose one.
+ */
 export class DuplicateFilter {
-  private readonly seen = new Map<string, Array<Set<string>>>();
+  private readonly byTask = new Map<string, { sets: Array<Set<string>>; index: Map<string, number[]>; empty: boolean }>();
   private readonly exact = new Set<string>();
 
   key(q: Pick<SynthQuestion, 'task' | 'question' | 'answer'>): Set<string> {
@@ -78,13 +84,44 @@ export class DuplicateFilter {
     const exactKey = `${q.task}\u0000${normalize(q.question)}\u0000${JSON.stringify(q.answer)}`;
     if (this.exact.has(exactKey)) return true;
     const k = this.key(q);
-    return (this.seen.get(q.task) ?? []).some((s) => jaccard(s, k) >= 0.9);
+    const task = this.byTask.get(q.task);
+    if (!task) return false;
+    if (k.size === 0) return task.empty; // jaccard(∅, ∅) = 1, and 0 against any other set
+    const tried = new Set<number>();
+    for (const w of prefix(k)) {
+      for (const id of task.index.get(w) ?? []) {
+        if (tried.has(id)) continue;
+        tried.add(id);
+        if (jaccard(task.sets[id]!, k) >= 0.9) return true;
+      }
+    }
+    return false;
   }
 
   add(q: Pick<SynthQuestion, 'task' | 'question' | 'answer'>): void {
     this.exact.add(`${q.task}\u0000${normalize(q.question)}\u0000${JSON.stringify(q.answer)}`);
-    const list = this.seen.get(q.task) ?? [];
-    list.push(this.key(q));
-    this.seen.set(q.task, list);
+    let task = this.byTask.get(q.task);
+    if (!task) this.byTask.set(q.task, (task = { sets: [], index: new Map(), empty: false }));
+    const k = this.key(q);
+    if (k.size === 0) task.empty = true;
+    const id = task.sets.push(k) - 1;
+    for (const w of prefix(k)) {
+      const ids = task.index.get(w);
+      if (ids) ids.push(id);
+      else task.index.set(w, [id]);
+    }
   }
+}
+
+/** FNV-1a of a word: the fixed order of prefix filtering (hash order spreads common words over the positions). */
+function wordHash(w: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < w.length; i++) h = Math.imul(h ^ w.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** The first n − ceil(t·n) + 1 words of a set in hash order (t = 0.9 less a margin for rounding). */
+function prefix(set: ReadonlySet<string>): string[] {
+  const words = [...set].sort((a, b) => wordHash(a) - wordHash(b) || (a < b ? -1 : a > b ? 1 : 0));
+  return words.slice(0, words.length - Math.ceil((0.9 - 1e-9) * words.length) + 1);
 }
