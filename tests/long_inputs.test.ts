@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { summarize, type Prediction } from '../src/eval/evaluate.js';
-import { lineChart } from '../src/eval/report.js';
+import { lineChart, smooth } from '../src/eval/report.js';
 import { extractAnswer, extractBoxed, extractChoice, parseNumbers } from '../src/rl/rewards.js';
 import { TextStream } from '../src/serve/index.js';
 import { composeTemporal } from '../src/synth/compose.js';
@@ -240,6 +240,24 @@ describe('evaluation and report on long runs', () => {
     const all = summarize(predictions);
     expect(Object.values(all.byTask).reduce((n, t) => n + t.n, 0)).toBe(predictions.length);
     expect(all.byTask.t1!.n).toBe(predictions.filter((p) => p.task === 't1').length);
+  });
+
+  it('smooth gives the window means of summing every window, NaN where a window holds a missing value', () => {
+    const next = ints(12);
+    const old = (points: [number, number][], w: number) =>
+      points.map(([x], i) => {
+        const win = points.slice(Math.max(0, i - w + 1), i + 1);
+        return [x, win.reduce((a, p) => a + p[1], 0) / win.length];
+      });
+    for (const w of [2, 5, 40, 400]) {
+      const points: [number, number][] = Array.from({ length: 5000 }, (_, i) => [i, next(50) === 0 ? NaN : next(1000) / 7 - 60]);
+      const a = old(points, w), b = smooth(points, w);
+      b.forEach(([x, y], i) => {
+        expect(x).toBe(a[i]![0]);
+        if (Number.isNaN(a[i]![1])) expect(y, `w ${w}, point ${i}`).toBeNaN();
+        else expect(Math.abs(y - a[i]![1]!), `w ${w}, point ${i}`).toBeLessThan(1e-9);
+      });
+    }
   });
 
   it('lineChart draws curves of more points than a spread holds', () => {

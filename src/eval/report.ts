@@ -19,10 +19,21 @@ function esc(s: string): string {
 }
 
 /** A running mean over `w` points, so noisy per-step curves read as trends (the raw points stay faint). */
-function smooth(points: [number, number][], w: number): [number, number][] {
-  return points.map(([x], i) => {
-    const win = points.slice(Math.max(0, i - w + 1), i + 1);
-    return [x, win.reduce((a, p) => a + p[1], 0) / win.length];
+/**
+ * The mean of each point's window of the last w values, NaN where the window holds a non-finite one. A running sum
+ * over the finite values and a count of the others (summing every window was O(n·w), and w grows with the run).
+ */
+export function smooth(points: [number, number][], w: number): [number, number][] {
+  let sum = 0, bad = 0;
+  return points.map(([x, y], i) => {
+    if (Number.isFinite(y)) sum += y;
+    else bad++;
+    if (i >= w) {
+      const out = points[i - w]![1];
+      if (Number.isFinite(out)) sum -= out;
+      else bad--;
+    }
+    return [x, bad > 0 ? NaN : sum / Math.min(i + 1, w)];
   });
 }
 
