@@ -93,37 +93,34 @@ export class Llama2cTokenizer implements TextTokenizer {
       next[i] = i + 1 < n ? i + 1 : -1;
       prev[i] = i - 1;
     }
-    // Heap entries live in parallel arrays: merged id, left position, the versions of the two sides.
-    let size = 0;
-    let hScore = new Float64Array(Math.max(16, n)), hLeft = new Int32Array(hScore.length), hId = new Int32Array(hScore.length);
-    let hVl = new Int32Array(hScore.length), hVr = new Int32Array(hScore.length);
-    const before = (a: number, b: number) => hScore[a]! > hScore[b]! || (hScore[a] === hScore[b] && hLeft[a]! < hLeft[b]!);
+    // Candidate pairs: entry e is (score, left position, merged id, the versions of both sides when pushed); the heap
+    // orders entry indices. At most n - 1 pairs at the start and two per merge: 3n entries never run out.
+    const cap = 3 * n;
+    const eScore = new Float64Array(cap), eLeft = new Int32Array(cap), eId = new Int32Array(cap), eVl = new Int32Array(cap), eVr = new Int32Array(cap);
+    const heap = new Int32Array(cap);
+    let entries = 0, size = 0;
+    const before = (a: number, b: number) => {
+      const x = heap[a]!, y = heap[b]!;
+      return eScore[x]! > eScore[y]! || (eScore[x] === eScore[y] && eLeft[x]! < eLeft[y]!);
+    };
     const swap = (a: number, b: number) => {
-      for (const arr of [hScore, hLeft, hId, hVl, hVr] as (Float64Array | Int32Array)[]) {
-        const t = arr[a]!;
-        arr[a] = arr[b]!;
-        arr[b] = t;
-      }
+      const t = heap[a]!;
+      heap[a] = heap[b]!;
+      heap[b] = t;
     };
     const push = (left: number) => {
       const right = next[left]!;
       if (right < 0) return;
       const id = this.#lookup.get(this.#text[tok[left]!]! + this.#text[tok[right]!]!);
       if (id === undefined) return;
-      if (size === hScore.length) {
-        const grow = <T extends Float64Array | Int32Array>(a: T): T => {
-          const b = new (a.constructor as new (n: number) => T)(a.length * 2);
-          b.set(a);
-          return b;
-        };
-        hScore = grow(hScore); hLeft = grow(hLeft); hId = grow(hId); hVl = grow(hVl); hVr = grow(hVr);
-      }
+      const e = entries++;
+      eScore[e] = this.scores[id]!;
+      eLeft[e] = left;
+      eId[e] = id;
+      eVl[e] = version[left]!;
+      eVr[e] = version[right]!;
       let at = size++;
-      hScore[at] = this.scores[id]!;
-      hLeft[at] = left;
-      hId[at] = id;
-      hVl[at] = version[left]!;
-      hVr[at] = version[right]!;
+      heap[at] = e;
       while (at > 0) {
         const up = (at - 1) >> 1;
         if (!before(at, up)) break;
@@ -146,11 +143,12 @@ export class Llama2cTokenizer implements TextTokenizer {
     };
     for (let i = 0; i + 1 < n; i++) push(i);
     while (size > 0) {
-      const left = hLeft[0]!, id = hId[0]!, vl = hVl[0]!, vr = hVr[0]!;
+      const e = heap[0]!, left = eLeft[e]!;
       pop();
       const right = next[left]!;
       // Stale: the left symbol was absorbed or changed, or its right neighbour is another symbol now.
-      if (right < 0 || version[left] !== vl || version[right] !== vr || version[left]! < 0) continue;
+      if (right < 0 || version[left] !== eVl[e] || version[right] !== eVr[e]) continue;
+      const id = eId[e]!;
       tok[left] = id;
       version[left]!++;
       version[right] = -1; // absorbed: never valid again
