@@ -79,7 +79,7 @@ Napi::Value GradNorm(const Napi::CallbackInfo& info) {
     Napi::Value item = list.Get(i);
     const std::string arg = "tensors[" + std::to_string(i) + "]";
     if (!TensorHandle::IsHandle(info.Env(), item)) throw_type(std::string(op) + ": argument '" + arg + "' must be a Tensor");
-    TensorHandle* t = TensorHandle::Unwrap(item.As<Napi::Object>());
+    TensorHandle* t = TensorHandle::Unwrap(info.Env(), item);
     if (!t || t->disposed()) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed");
     check_dtype(t, {DType::f32, DType::f16, DType::bf16}, op, arg.c_str());
     if (i == 0) device = t->device();

@@ -43,9 +43,7 @@ int64_t last_dim(const TensorHandle* t, const char* op, const char* arg) {
 Napi::Value new_tensor(Napi::Env env, Device device, DType dtype, const std::vector<int64_t>& shape, TensorHandle** handle) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  Napi::Object obj = TensorHandle::Create(env, Storage::allocate(device, static_cast<size_t>(n) * dtype_size(dtype)), dtype, shape);
-  *handle = TensorHandle::Unwrap(obj);
-  return obj;
+  return TensorHandle::Create(env, Storage::allocate(device, static_cast<size_t>(n) * dtype_size(dtype)), dtype, shape, handle);
 }
 
 Napi::Value output_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg, Device device, DType dtype,

@@ -100,8 +100,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     if (elements > double(int64_t(1) << 40))
       throw_range(std::string(op) + ": the result " + shape_string(c_shape) + " would have more than 2^40 elements");
     const size_t bytes = static_cast<size_t>(elements) * dtype_size(c_dtype);
-    result = TensorHandle::Create(info.Env(), Storage::allocate(a->device(), bytes), c_dtype, c_shape);
-    out = TensorHandle::Unwrap(result.As<Napi::Object>());
+    result = TensorHandle::Create(info.Env(), Storage::allocate(a->device(), bytes), c_dtype, c_shape, &out);
   }
 
   p.a = a->data();

@@ -11,24 +11,81 @@ namespace qwenlong {
 
 namespace {
 
-// Marks objects created by this addon's TensorHandle class (napi_type_tag, Node-API 8).
-const napi_type_tag kTensorTag = {0x7177656e6c6f6e67ULL, 0x54656e736f720001ULL};
+// Ids: generation * 2^24 + slot, a JS number (exact below 2^53). A slot's generation moves on when its tensor is
+// disposed, so an id kept past dispose() (or a leaked tensor's id reaching the FinalizationRegistry after an explicit
+// dispose) never reaches the slot's next tensor. Generations start at a per-environment offset, so ids of two
+// environments (or two copies of the addon) rarely coincide; Tensor's own brand check keeps those apart anyway.
+constexpr uint64_t kSlotBits = 24;
+constexpr uint64_t kSlotMask = (uint64_t{1} << kSlotBits) - 1;
+constexpr uint64_t kGenerations = uint64_t{1} << 29;  // ids stay below 2^53
 
-// State kept per JavaScript environment (the main thread and each worker thread that loads the addon): a worker's
-// class constructor dies with the worker, so one process-wide reference would dangle once the worker exits.
-// Node-API deletes this with its environment.
+}  // namespace
+
+// The live tensors of one JavaScript environment. Handles live in stable heap cells, reused with their shape's
+// capacity: creating a tensor allocates only its storage.
+struct TensorTable {
+  std::vector<std::unique_ptr<TensorHandle>> handles;
+  std::vector<uint32_t> generations;
+  std::vector<uint32_t> free_slots;
+  uint32_t salt = 0;
+
+  double insert(TensorHandle** out) {
+    uint32_t slot;
+    if (!free_slots.empty()) {
+      slot = free_slots.back();
+      free_slots.pop_back();
+    } else {
+      if (handles.size() > kSlotMask) throw_range("qwenlong: more than 16,777,215 live tensors (dispose the ones you no longer use)");
+      slot = static_cast<uint32_t>(handles.size());
+      handles.push_back(std::make_unique<TensorHandle>());
+      generations.push_back(1 + static_cast<uint32_t>((salt ^ (slot * 2654435761u)) % (kGenerations / 2)));
+    }
+    *out = handles[slot].get();
+    return static_cast<double>((static_cast<uint64_t>(generations[slot]) << kSlotBits) | slot);
+  }
+
+  // The live handle with this id, or nullptr.
+  TensorHandle* find(double id, uint32_t* slot_out = nullptr) const {
+    if (!(id >= double(uint64_t{1} << kSlotBits) && id < double(kGenerations << kSlotBits)) || id != std::floor(id)) return nullptr;
+    const uint64_t u = static_cast<uint64_t>(id);
+    const uint64_t slot = u & kSlotMask;
+    if (slot >= handles.size() || generations[slot] != (u >> kSlotBits) || handles[slot]->disposed()) return nullptr;
+    if (slot_out) *slot_out = static_cast<uint32_t>(slot);
+    return handles[slot].get();
+  }
+
+  void remove(double id) {
+    uint32_t slot;
+    TensorHandle* t = find(id, &slot);
+    if (!t) return;
+    t->Release();
+    t->shape_.clear();
+    generations[slot] = generations[slot] + 1 < kGenerations ? generations[slot] + 1 : 1;
+    free_slots.push_back(slot);
+  }
+};
+
+namespace {
+
+// State kept per JavaScript environment (the main thread and each worker thread that loads the addon). Node-API
+// deletes it with its environment, and with it every tensor still live there.
 struct EnvData {
-  Napi::FunctionReference constructor;
+  TensorTable tensors;
   // Tensor memory is reported to V8 so that its GC heuristics see it, in steps of at least 1 MiB: a call per small
   // tensor would cost more than the rest of its creation.
   int64_t unreported_bytes = 0;
+  bool closing = false;
+  ~EnvData() {
+    closing = true;  // the handles below report nothing back to an environment being torn down
+    tensors.handles.clear();
+  }
 };
 
 EnvData* env_data(napi_env env) { return Napi::Env(env).GetInstanceData<EnvData>(); }
 
 void report_external_memory(napi_env env, int64_t delta) {
   EnvData* d = env_data(env);
-  if (d == nullptr) return;  // the environment is being torn down
+  if (d == nullptr || d->closing) return;  // the environment is being torn down
   d->unreported_bytes += delta;
   if (d->unreported_bytes >= (1 << 20) || d->unreported_bytes <= -(1 << 20)) {
     int64_t total;
@@ -36,12 +93,6 @@ void report_external_memory(napi_env env, int64_t delta) {
     d->unreported_bytes = 0;
   }
 }
-
-struct CreateArgs {
-  std::shared_ptr<Storage> storage;
-  DType dtype;
-  std::vector<int64_t> shape;
-};
 
 // Limits that keep sizes far from integer overflow anywhere downstream.
 constexpr int kMaxDims = 8;
@@ -147,7 +198,7 @@ Napi::Value FromArray(const Napi::CallbackInfo& info) {
 
 // Checks that `array` is a TypedArray with exactly the tensor's byte size and returns its data pointer.
 void* destination_bytes(const Napi::CallbackInfo& info, const TensorHandle& t, const char* op) {
-  const TypedBytes out = typed_array_bytes(info, 0, op, "out");
+  const TypedBytes out = typed_array_bytes(info, 1, op, "out");
   if (out.bytes != t.nbytes())
     throw_range(std::string(op) + ": argument 'out' holds " + std::to_string(out.bytes) + " bytes, the tensor " +
                 std::to_string(t.nbytes()));
@@ -181,36 +232,58 @@ class ReadWorker : public Napi::AsyncWorker {
   Napi::ObjectReference out_;
 };
 
+// tensorDispose(id): frees a live tensor; anything else (disposed already, never an id) is left alone.
+Napi::Value Dispose(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsNumber()) {
+    if (EnvData* d = env_data(info.Env())) d->tensors.remove(info[0].As<Napi::Number>().DoubleValue());
+  }
+  return info.Env().Undefined();
+}
+
+// tensorRead(id, out): copies the tensor into the TypedArray `out` (same byte size) and returns it.
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  TensorHandle* t = unwrap_tensor(info, 0, "Tensor.toArray", "tensor");
+  void* dst = destination_bytes(info, *t, "Tensor.toArray");
+  copy_bytes(dst, Device::cpu, t->data(), t->device(), t->nbytes());
+  return info[1];
+}
+
+// tensorReadAsync(id, out): the same off the main thread; a promise of `out`.
+Napi::Value ReadAsync(const Napi::CallbackInfo& info) {
+  TensorHandle* t = unwrap_tensor(info, 0, "Tensor.toArray", "tensor");
+  void* dst = destination_bytes(info, *t, "Tensor.toArray");
+  auto* worker = new ReadWorker(info.Env(), t->storage(), t->nbytes(), info[1].As<Napi::TypedArray>(), dst);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// tensorCopyTo(id, device) -> a new tensor's id.
+Napi::Value CopyTo(const Napi::CallbackInfo& info) {
+  TensorHandle* t = unwrap_tensor(info, 0, "Tensor.to", "tensor");
+  Device device = device_arg(info, 1, "Tensor.to");
+  auto storage = Storage::allocate(device, t->nbytes());
+  copy_bytes(storage->data(), device, t->data(), t->device(), t->nbytes());
+  return TensorHandle::Create(info.Env(), std::move(storage), t->dtype(), t->shape());
+}
+
+// tensorReshape(id, shape) -> a new id over the same storage (a view: writes through either show in both).
+Napi::Value Reshape(const Napi::CallbackInfo& info) {
+  TensorHandle* t = unwrap_tensor(info, 0, "Tensor.reshape", "tensor");
+  std::vector<int64_t> shape = shape_arg(info, 1, "Tensor.reshape", "shape");
+  if (numel_of(shape) != t->numel())
+    throw_range("Tensor.reshape: a shape of " + std::to_string(numel_of(shape)) + " elements for a tensor of " + std::to_string(t->numel()));
+  return TensorHandle::Create(info.Env(), t->storage(), t->dtype(), std::move(shape));
+}
+
+// liveTensors() -> the number of live tensor ids in this environment (tests: nothing leaks a slot).
+Napi::Value LiveTensors(const Napi::CallbackInfo& info) {
+  EnvData* d = env_data(info.Env());
+  const double live = d ? static_cast<double>(d->tensors.handles.size() - d->tensors.free_slots.size()) : 0;
+  return Napi::Number::New(info.Env(), live);
+}
+
 }  // namespace
-
-void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function cls = DefineClass(env, "TensorHandle",
-                                   {InstanceMethod("dispose", &TensorHandle::Dispose),
-                                    InstanceMethod("read", &TensorHandle::Read),
-                                    InstanceMethod("readAsync", &TensorHandle::ReadAsync),
-                                    InstanceMethod("copyTo", &TensorHandle::CopyTo),
-                                    InstanceMethod("reshape", &TensorHandle::Reshape)});
-  auto* data = new EnvData();
-  data->constructor = Napi::Persistent(cls);
-  env.SetInstanceData<EnvData>(data);
-  exports.Set("TensorHandle", cls);
-}
-
-TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(info.Env(), "TensorHandle: not constructible from JS; use Tensor.from, Tensor.zeros or Tensor.empty");
-  auto* args = info[0].As<Napi::External<CreateArgs>>().Data();
-  storage_ = std::move(args->storage);
-  dtype_ = args->dtype;
-  shape_ = std::move(args->shape);
-  numel_ = numel_of(shape_);
-  env_ = info.Env();
-  reported_bytes_ = static_cast<int64_t>(storage_->bytes());
-  report_external_memory(env_, reported_bytes_);
-  napi_type_tag_object(info.Env(), info.This(), &kTensorTag);
-}
-
-TensorHandle::~TensorHandle() { Release(); }
 
 void TensorHandle::Release() {
   if (!storage_) return;
@@ -219,70 +292,33 @@ void TensorHandle::Release() {
   reported_bytes_ = 0;
 }
 
-Napi::Object TensorHandle::Create(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, std::vector<int64_t> shape) {
-  CreateArgs args{std::move(storage), dtype, std::move(shape)};
-  return env_data(env)->constructor.New({Napi::External<CreateArgs>::New(env, &args)});
+Napi::Value TensorHandle::Create(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, std::vector<int64_t> shape,
+                                 TensorHandle** handle) {
+  EnvData* d = env_data(env);
+  if (d == nullptr) throw_type("qwenlong: the addon is not initialized in this environment");
+  TensorHandle* t = nullptr;
+  const double id = d->tensors.insert(&t);
+  t->storage_ = std::move(storage);
+  t->dtype_ = dtype;
+  t->shape_ = std::move(shape);
+  t->numel_ = numel_of(t->shape_);
+  t->env_ = env;
+  t->reported_bytes_ = static_cast<int64_t>(t->storage_->bytes());
+  report_external_memory(env, t->reported_bytes_);
+  if (handle) *handle = t;
+  return Napi::Number::New(env, id);
 }
 
-bool TensorHandle::IsHandle(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsObject()) return false;
-  bool tagged = false;
-  napi_status s = napi_check_object_type_tag(env, v, &kTensorTag, &tagged);
-  return s == napi_ok && tagged;
+bool TensorHandle::IsHandle(Napi::Env, const Napi::Value& v) {
+  if (!v.IsNumber()) return false;
+  const double id = v.As<Napi::Number>().DoubleValue();
+  return id >= double(uint64_t{1} << kSlotBits) && id < double(kGenerations << kSlotBits) && id == std::floor(id);
 }
 
-Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
-  Release();
-  return info.Env().Undefined();
-}
-
-Napi::Value TensorHandle::Read(const Napi::CallbackInfo& info) {
-  try {
-    if (disposed()) throw_type("Tensor.toArray: the tensor has been disposed");
-    void* dst = destination_bytes(info, *this, "Tensor.toArray");
-    copy_bytes(dst, Device::cpu, storage_->data(), storage_->device(), nbytes());
-    return info[0];
-  } catch (...) {
-    rethrow_as_js(info.Env());
-  }
-}
-
-Napi::Value TensorHandle::ReadAsync(const Napi::CallbackInfo& info) {
-  try {
-    if (disposed()) throw_type("Tensor.toArray: the tensor has been disposed");
-    void* dst = destination_bytes(info, *this, "Tensor.toArray");
-    auto* worker = new ReadWorker(info.Env(), storage_, nbytes(), info[0].As<Napi::TypedArray>(), dst);
-    Napi::Promise promise = worker->Promise();
-    worker->Queue();
-    return promise;
-  } catch (...) {
-    rethrow_as_js(info.Env());
-  }
-}
-
-Napi::Value TensorHandle::CopyTo(const Napi::CallbackInfo& info) {
-  try {
-    if (disposed()) throw_type("Tensor.to: the tensor has been disposed");
-    Device device = device_arg(info, 0, "Tensor.to");
-    auto storage = Storage::allocate(device, nbytes());
-    copy_bytes(storage->data(), device, storage_->data(), storage_->device(), nbytes());
-    return Create(info.Env(), std::move(storage), dtype_, shape_);
-  } catch (...) {
-    rethrow_as_js(info.Env());
-  }
-}
-
-// reshape(shape) -> a new handle over the same storage (a view: writes through either show in both).
-Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
-  try {
-    if (disposed()) throw_type("Tensor.reshape: the tensor has been disposed");
-    std::vector<int64_t> shape = shape_arg(info, 0, "Tensor.reshape", "shape");
-    if (numel_of(shape) != numel_)
-      throw_range("Tensor.reshape: a shape of " + std::to_string(numel_of(shape)) + " elements for a tensor of " + std::to_string(numel_));
-    return Create(info.Env(), storage_, dtype_, std::move(shape));
-  } catch (...) {
-    rethrow_as_js(info.Env());
-  }
+TensorHandle* TensorHandle::Unwrap(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsNumber()) return nullptr;
+  EnvData* d = env_data(env);
+  return d ? d->tensors.find(v.As<Napi::Number>().DoubleValue()) : nullptr;
 }
 
 TensorHandle* unwrap_optional_tensor(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {
@@ -293,8 +329,8 @@ TensorHandle* unwrap_optional_tensor(const Napi::CallbackInfo& info, size_t inde
 TensorHandle* unwrap_tensor(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {
   if (info.Length() <= index || !TensorHandle::IsHandle(info.Env(), info[index]))
     throw_type(std::string(op) + ": argument '" + arg + "' must be a Tensor");
-  TensorHandle* t = TensorHandle::Unwrap(info[index].As<Napi::Object>());
-  if (!t || t->disposed()) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed");
+  TensorHandle* t = TensorHandle::Unwrap(info.Env(), info[index]);
+  if (!t) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed");
   return t;
 }
 
@@ -315,7 +351,14 @@ std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char*
 }
 
 void register_tensor_functions(Napi::Env env, Napi::Object exports) {
-  TensorHandle::Init(env, exports);
+  env.SetInstanceData<EnvData>(new EnvData());
+  env_data(env)->tensors.salt = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(env_data(env)) >> 4) * 2246822519u;
+  exports.Set("tensorDispose", Napi::Function::New<guarded<Dispose>>(env, "tensorDispose"));
+  exports.Set("tensorRead", Napi::Function::New<guarded<Read>>(env, "tensorRead"));
+  exports.Set("tensorReadAsync", Napi::Function::New<guarded<ReadAsync>>(env, "tensorReadAsync"));
+  exports.Set("tensorCopyTo", Napi::Function::New<guarded<CopyTo>>(env, "tensorCopyTo"));
+  exports.Set("tensorReshape", Napi::Function::New<guarded<Reshape>>(env, "tensorReshape"));
+  exports.Set("liveTensors", Napi::Function::New<guarded<LiveTensors>>(env, "liveTensors"));
   exports.Set("empty", Napi::Function::New<guarded<Empty>>(env, "empty"));
   exports.Set("fromArray", Napi::Function::New<guarded<FromArray>>(env, "fromArray"));
 }

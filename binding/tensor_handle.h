@@ -1,6 +1,9 @@
-// The native half of a Tensor: storage (host or device memory), dtype, shape. JS never constructs one directly;
-// the factories in tensor_handle.cc do. Every op unwraps its tensor arguments through unwrap_tensor(), which
-// checks that the object really is one of ours (a Node-API type tag) and has not been disposed.
+// The native half of a Tensor: storage (host or device memory), dtype, shape. JavaScript holds it as a number, an id
+// into its environment's table of live tensors (slot and generation), not as a wrapped object: a wrapped object
+// costs Node-API a weak reference and a queued finalizer each, several microseconds per tensor, where a decode step
+// of a small model creates a hundred tensors. The TypeScript Tensor frees its id on dispose() and, for a tensor
+// collected without one, through a FinalizationRegistry. Every op looks its tensor arguments up through
+// unwrap_tensor(), which refuses anything that is not a live id of this environment.
 #pragma once
 #include <napi.h>
 
@@ -12,15 +15,15 @@
 
 namespace qwenlong {
 
-class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
+class TensorHandle {
  public:
-  static void Init(Napi::Env env, Napi::Object exports);
-  // Wrap new storage in a handle object.
-  static Napi::Object Create(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, std::vector<int64_t> shape);
+  // A new live tensor over `storage`: its id (a JS number), and the handle through `handle` when asked.
+  static Napi::Value Create(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, std::vector<int64_t> shape,
+                            TensorHandle** handle = nullptr);
+  // True for a value shaped like a tensor id (live or not); Unwrap tells which.
   static bool IsHandle(Napi::Env env, const Napi::Value& v);
-
-  explicit TensorHandle(const Napi::CallbackInfo& info);
-  ~TensorHandle() override;
+  // The live tensor with this id, or nullptr (not an id of this environment's tensors, or disposed).
+  static TensorHandle* Unwrap(Napi::Env env, const Napi::Value& v);
 
   bool disposed() const { return !storage_; }
   DType dtype() const { return dtype_; }
@@ -29,15 +32,13 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   const std::vector<int64_t>& shape() const { return shape_; }
   void* data() const { return storage_->data(); }
   size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
 
- private:
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Read(const Napi::CallbackInfo& info);
-  Napi::Value ReadAsync(const Napi::CallbackInfo& info);
-  Napi::Value CopyTo(const Napi::CallbackInfo& info);
-  Napi::Value Reshape(const Napi::CallbackInfo& info);
+  // Drops the storage (the memory goes when no other view holds it).
   void Release();
 
+ private:
+  friend struct TensorTable;
   std::shared_ptr<Storage> storage_;
   DType dtype_ = DType::f32;
   std::vector<int64_t> shape_;

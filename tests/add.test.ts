@@ -27,7 +27,7 @@ describe('ops.add (f32)', () => {
       forEachIsa(() => {
         const out = poisoned(n, 'f32');
         ops.add(ta, tb, { alpha, beta, out });
-        results.push(out.handle.read(new Float32Array(n)));
+        results.push(out.readInto(new Float32Array(n)));
       });
       for (const got of results) {
         expect(withinRule(maxAbsError(got, ref), maxAbsError(naive, ref))).toBe(true);
@@ -90,7 +90,7 @@ describe('ops.add (f16, bf16)', () => {
           const out = poisoned(n, dtype);
           if (beta === 0) ops.scale(a, alpha, { out });
           else ops.add(a, b, { alpha, beta, out });
-          seen.push(out.handle.read(new Uint16Array(n)));
+          seen.push(out.readInto(new Uint16Array(n)));
         });
         for (const got of seen) {
           const mismatches: number[] = [];

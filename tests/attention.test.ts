@@ -64,7 +64,7 @@ function run(c: AttentionCase, x: Inputs, dtype: Float = 'f32'): Record<(typeof 
   const o = options(c);
   ops.attention(q, k, v, { ...o, out, lseOut });
   ops.attentionBackward(dout, q, k, v, out, lseOut, { ...o, dqOut, dkOut, dvOut });
-  const read = (t: Tensor) => (t.dtype === 'f32' ? t.handle.read(new Float32Array(t.size)) : Float32Array.from(t.handle.read(new Uint16Array(t.size)), dtype === 'bf16' ? bf16ToF32 : f16ToF32));
+  const read = (t: Tensor) => (t.dtype === 'f32' ? t.readInto(new Float32Array(t.size)) : Float32Array.from(t.readInto(new Uint16Array(t.size)), dtype === 'bf16' ? bf16ToF32 : f16ToF32));
   const result = { out: read(out), lse: read(lseOut), dq: read(dqOut), dk: read(dkOut), dv: read(dvOut) };
   for (const t of [q, k, v, dout, out, lseOut, dqOut, dkOut, dvOut]) t.dispose();
   return result;
@@ -230,7 +230,7 @@ describe.runIf(!!process.env.QWENLONG_TEST_LONG)('ops.attention at 131,072 token
       ops.attentionBackward(dout, q, k, v, out, lse, { causal: true, dqOut: dq, dkOut: dk, dvOut: dv });
       const t2 = Date.now();
       const peak = process.resourceUsage().maxRSS;
-      const o = out.handle.read(new Float32Array(T * D)), l = lse.handle.read(new Float32Array(T)), g = dq.handle.read(new Float32Array(T * D));
+      const o = out.readInto(new Float32Array(T * D)), l = lse.readInto(new Float32Array(T)), g = dq.readInto(new Float32Array(T * D));
       // float64 reference for a few query rows (row i sees keys 0..i)
       let err = 0;
       for (const i of [0, 1, 4097, 65536, T - 1]) {

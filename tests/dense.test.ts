@@ -69,7 +69,7 @@ describe('ops.rmsNorm', () => {
         const { rrms } = ops.rmsNorm(tx, tw, { eps, out, rrmsOut });
         const dxOut = nanLike([rows, C]), dwOut = nanLike([C]);
         ops.rmsNormBackward(tdy, tx, tw, rrms, { dxOut, dwOut });
-        seen.push([out, rrmsOut, dxOut, dwOut].map((t) => t.handle.read(new Float32Array(t.size))));
+        seen.push([out, rrmsOut, dxOut, dwOut].map((t) => t.readInto(new Float32Array(t.size))));
       });
       const [y, rr, dx, dw] = seen[0]!;
       expect(withinRule(maxAbsError(y!, ref.y), maxAbsError(naive, ref.y), 2, 1e-6)).toBe(true);
@@ -113,7 +113,7 @@ describe('ops.rmsNorm', () => {
     const x = Float64Array.from({ length: rows * C }, () => r() * 2 - 1), w = Float64Array.from({ length: C }, () => r() + 0.5);
     const g = Float64Array.from({ length: rows * C }, () => r() * 2 - 1);
     const loss = (xs: ArrayLike<number>, ws: ArrayLike<number>) => {
-      const y = ops.rmsNorm(cpu(xs, [rows, C]), cpu(ws, [C])).y.handle.read(new Float32Array(rows * C));
+      const y = ops.rmsNorm(cpu(xs, [rows, C]), cpu(ws, [C])).y.readInto(new Float32Array(rows * C));
       return y.reduce((s, v, i) => s + v * g[i]!, 0);
     };
     const { rrms } = ops.rmsNorm(cpu(x, [rows, C]), cpu(w, [C]));
@@ -155,7 +155,7 @@ describe('ops.swiglu', () => {
         const out = nanLike([n]), dgateOut = nanLike([n]), dupOut = nanLike([n]);
         ops.swiglu(cpu(g, [n]), cpu(u, [n]), { out });
         ops.swigluBackward(cpu(d, [n]), cpu(g, [n]), cpu(u, [n]), { dgateOut, dupOut });
-        outs.push([out, dgateOut, dupOut].map((t) => t.handle.read(new Float32Array(n))));
+        outs.push([out, dgateOut, dupOut].map((t) => t.readInto(new Float32Array(n))));
       });
       const refOut = Float64Array.from(g, (gv, i) => gv * sigmoid(gv) * u[i]!);
       const refDg = Float64Array.from(g, (gv, i) => d[i]! * u[i]! * sigmoid(gv) * (1 + gv * (1 - sigmoid(gv))));
@@ -186,7 +186,7 @@ describe('ops.swiglu', () => {
 
   it('backward matches finite differences', async () => {
     const n = 6, g = [-3, -0.5, 0, 0.25, 1, 4], u = [0.5, -1, 2, 0.3, -0.7, 1.1], w = [1, -2, 0.5, 3, -1, 0.25];
-    const loss = (gs: number[], us: number[]) => ops.swiglu(cpu(gs, [n]), cpu(us, [n])).handle.read(new Float32Array(n)).reduce((s, v, i) => s + v * w[i]!, 0);
+    const loss = (gs: number[], us: number[]) => ops.swiglu(cpu(gs, [n]), cpu(us, [n])).readInto(new Float32Array(n)).reduce((s, v, i) => s + v * w[i]!, 0);
     const { dgate, dup } = ops.swigluBackward(cpu(w, [n]), cpu(g, [n]), cpu(u, [n]));
     const dg = await read(dgate), du = await read(dup);
     const h = 1e-2;
@@ -278,7 +278,7 @@ describe('ops.embedding', () => {
       });
       forEachIsa(() => {
         const dtable = ops.embeddingBackward(cpu(dout, [T, C]), idsT, V, { out: nanLike([V, C]) });
-        expect(firstBitDifference(dtable.handle.read(new Float32Array(V * C)), naive)).toBe(-1);
+        expect(firstBitDifference(dtable.readInto(new Float32Array(V * C)), naive)).toBe(-1);
       });
     }
     const g = golden.embedding![0]!;
@@ -337,7 +337,7 @@ describe('ops.adamw', () => {
     forEachIsa(() => {
       const p = cpu(p0, [n]), m = Tensor.zeros([n], { device: 'cpu' }), v = Tensor.zeros([n], { device: 'cpu' });
       for (let s = 1; s <= 3; s++) ops.adamw(p, cpu(g, [n], 'bf16'), m, v, { lr: 0.01, step: s, gradScale: 0.5 });
-      results.push(p.handle.read(new Float32Array(n)));
+      results.push(p.readInto(new Float32Array(n)));
     });
     for (const r of results.slice(1)) expect(firstBitDifference(r, results[0]!)).toBe(-1);
     const p = cpu([1, 2], [2]), m = Tensor.zeros([2], { device: 'cpu' }), v = Tensor.zeros([2], { device: 'cpu' });

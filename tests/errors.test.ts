@@ -77,12 +77,25 @@ describe('Tensor factories bad input', () => {
     expect(() => n.fromArray(new Float32Array(3), [4], 'f32', 'cpu')).toThrow(/holds 12 bytes but shape and dtype need 16/);
     expect(() => n.empty([3], 'f32', 'gpu', false)).toThrow(/device/);
     expect(() => n.add(null as never, null, null, 1, 1)).toThrow(/ops.add: argument 'a' must be a Tensor/);
-    const Handle = (n as unknown as { TensorHandle: new (...args: unknown[]) => unknown }).TensorHandle;
-    expect(() => new Handle()).toThrow(/not constructible from JS/);
-    expect(() => new Handle({})).toThrow(TypeError);
+    // Tensor ids: only live ids this addon handed out are taken; a disposed id stays refused after its slot is reused.
+    const live = n.liveTensors();
     const h = n.empty([2], 'f32', 'cpu', true);
-    expect(() => h.read(new Float32Array(3))).toThrow(/holds 12 bytes, the tensor 8/);
-    expect(() => (h.read as (this: unknown, x: unknown) => unknown).call({}, new Float32Array(2))).toThrow();
+    expect(() => n.tensorRead(h, new Float32Array(3))).toThrow(/holds 12 bytes, the tensor 8/);
+    for (const bad of [{}, 'h', 1.5, -h, 2 ** 60, NaN, h + 0.5]) {
+      expect(() => n.tensorRead(bad as never, new Float32Array(2))).toThrow(/Tensor.toArray: argument 'tensor' must be a Tensor/);
+    }
+    const view = n.tensorReshape(h, [1, 2]);
+    n.tensorDispose(h);
+    n.tensorDispose(h); // twice: the second does nothing
+    expect(() => n.tensorRead(h, new Float32Array(2))).toThrow(/argument 'tensor' has been disposed/);
+    expect(Array.from(n.tensorRead(view, new Float32Array(2)))).toEqual([0, 0]); // the view keeps the memory
+    const next = n.fromArray(new Float32Array([5, 6]), [2], 'f32', 'cpu'); // takes the freed slot
+    expect(() => n.add(h, null, null, 1, 1)).toThrow(/ops.add: argument 'a' has been disposed/);
+    n.tensorDispose(h); // a stale id leaves the slot's new tensor alone
+    expect(Array.from(n.tensorRead(next, new Float32Array(2)))).toEqual([5, 6]);
+    n.tensorDispose(next);
+    n.tensorDispose(view);
+    expect(n.liveTensors()).toBe(live);
     expect(() => setThreads(0)).toThrow(/setThreads/);
     expect(() => n.fmaPeak(NaN)).toThrow(/fmaPeak: argument 'seconds'/);
     expect(() => n.fmaPeak(11)).toThrow(RangeError);

@@ -21,7 +21,15 @@ function makePool(): unknown[] {
   });
   const detached = new Float32Array(4);
   structuredClone(detached.buffer, { transfer: [detached.buffer] });
+  // Raw tensor ids for the native functions (tensors of their own: tensorDispose may free them), and a stale one.
+  const ids = [t([1, 2, 3, 4], [2, 2], 'f32'), t([1, 2, 3, 4], [4], 'bf16'), t([1, 2], [2], 'i32')].map((x) => x.handle as number);
+  const stale = t([1], [1], 'f32');
+  const staleId = stale.handle as number;
+  stale.dispose();
   return [
+    ...ids,
+    staleId,
+    staleId + 1,
     t([1, 2, 3, 4], [4], 'f32'),
     t([1, 2, 3, 4], [2, 2], 'f32'),
     t([1, 2, 3, 4, 5, 6], [2, 3], 'bf16'),
@@ -106,20 +114,17 @@ function targets(): Target[] {
   list.push({ name: 'Tensor.zeros', label: /Tensor\.zeros|QWENLONG/, call: (a) => Tensor.zeros(...(a as [never])) });
   list.push({ name: 'Tensor.empty', label: /Tensor\.empty|QWENLONG/, call: (a) => Tensor.empty(...(a as [never])) });
   const labels: Record<string, RegExp> = {
+    tensorRead: /Tensor\.toArray|hostile/, tensorReadAsync: /Tensor\.toArray|hostile/, tensorCopyTo: /Tensor\.to|hostile/, tensorReshape: /Tensor\.reshape|hostile/, tensorDispose: /hostile/,
     add: /ops\.add/, matmul: /ops\.matmul/, sampleRows: /sampleRows|hostile/, profilerStart: /profile/, profilerStop: /profile/, fromArray: /Tensor\.from|hostile/, empty: /Tensor\.empty|hostile/, memcpy: /memcpy/, setIsa: /setIsa/,
     setThreads: /setThreads/, memoryStats: /memoryStats/, kvWrite: /kvCache\.write|hostile/, kvCopyBlocks: /kvCache\.copyBlocks|hostile/, readStream: /readStream|hostile/,
   };
   // Every other native op function reports as ops.<name> (rope's inverse as ropeBackward, gradNorm's clip as clipGrad).
   // fmaPeak is a benchmark probe that runs for the seconds it is given: called once in the errors test instead.
-  const runtime = new Set(['info', 'synchronize', 'emptyCache', 'noop', 'fmaPeak', 'TensorHandle', ...Object.keys(labels)]);
+  const runtime = new Set(['info', 'synchronize', 'emptyCache', 'noop', 'fmaPeak', 'liveTensors', ...Object.keys(labels)]);
   for (const name of Object.keys(n)) {
     if (!runtime.has(name)) labels[name] = new RegExp(`ops\\.(${name}|ropeBackward|clipGrad)|hostile`);
   }
   for (const [name, label] of Object.entries(labels)) list.push({ name: `native.${name}`, label, call: (a) => n[name]!(...a) });
-  const handle = native().empty([2], 'f32', 'cpu', true) as unknown as Record<string, (...a: unknown[]) => unknown>;
-  for (const [m, label] of [['read', /Tensor\.toArray|Illegal invocation/], ['readAsync', /Tensor\.toArray|Illegal invocation/], ['copyTo', /Tensor\.to|Illegal invocation/]] as const) {
-    list.push({ name: `handle.${m}`, label, call: (a) => (a.length && typeof a[0] === 'object' && a[0] !== null && a.length > 2 ? handle[m]!.call(a[0], ...a.slice(1)) : handle[m]!(...a)) });
-  }
   return list;
 }
 

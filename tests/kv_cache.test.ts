@@ -190,7 +190,7 @@ describe('PagedKVCache bookkeeping', () => {
       cache.write(id, 0, t, t);
       t.dispose();
     };
-    const pool = () => cache.k[0]!.handle.read(new Float32Array(32)) as Float32Array;
+    const pool = () => cache.k[0]!.readInto(new Float32Array(32)) as Float32Array;
     cache.allocate(7);
     put(7, [1, 2, 3, 4, 5, 6]);
     expect(cache.stats()).toMatchObject({ used: 2, free: 6, shared: 0, sequences: 1 });
@@ -232,7 +232,7 @@ describe('PagedKVCache bookkeeping', () => {
     cache.fork(0, 5);
     expect(() => cache.reserve(5, 1)).toThrow(RangeError); // would copy the shared partial block: no room
     expect(cache.stats()).toMatchObject({ ...before, shared: 3, sequences: 2 });
-    const pool = cache.k[1]!.handle.read(new Float32Array(12)) as Float32Array;
+    const pool = cache.k[1]!.readInto(new Float32Array(12)) as Float32Array;
     expect(readTokens(cache, pool, 0)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(readTokens(cache, pool, 5)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     t.dispose();
@@ -247,7 +247,7 @@ describe('PagedKVCache bookkeeping', () => {
     const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)]!;
     let nextValue = 1, refusals = 0;
     const verify = () => {
-      const pool = cache.k[0]!.handle.read(new Float32Array(numBlocks * bs)) as Float32Array;
+      const pool = cache.k[0]!.readInto(new Float32Array(numBlocks * bs)) as Float32Array;
       const refs = new Map<number, number>();
       for (const [id, tokens] of model) {
         expect(cache.length(id)).toBe(tokens.length);
@@ -331,7 +331,7 @@ describe('PagedKVCache bookkeeping', () => {
       maxUsed = Math.max(maxUsed, cache.stats().used);
       if (step++ % 100 === 0) {
         const o = ops.pagedAttention(q, cache, 0, [id]);
-        expect(Array.from(o.handle.read(new Float32Array(4)) as Float32Array).every(Number.isFinite)).toBe(true);
+        expect(Array.from(o.readInto(new Float32Array(4)) as Float32Array).every(Number.isFinite)).toBe(true);
         o.dispose();
       }
       cache.free(id);

@@ -114,7 +114,7 @@ describe('ops.matmul (f32)', () => {
         forEachIsa((isa) => {
           const out = poisoned([m, n], 'f32');
           ops.matmul(a, b, { transA: ta, transB: tb, out });
-          const got = out.handle.read(new Float32Array(m * n));
+          const got = out.readInto(new Float32Array(m * n));
           const err = maxAbsError(got, exact); // NaN (an unwritten element) fails here
           expect(withinRule(err, naiveError, 2, 1e-6), `${m}x${n}x${k} ${name(ta, tb)} ${isa}: ${err} vs naive ${naiveError}`).toBe(true);
           out.dispose();
@@ -137,7 +137,7 @@ describe('ops.matmul (f32)', () => {
         forEachIsa((isa) => {
           const out = Tensor.from(c0, [m, n], { device: 'cpu' });
           ops.matmul(a, b, { transA: ta, transB: tb, alpha, beta, out });
-          const err = maxAbsError(out.handle.read(new Float32Array(m * n)), exact);
+          const err = maxAbsError(out.readInto(new Float32Array(m * n)), exact);
           expect(withinRule(err, maxAbsError(naive, exact), 2, 1e-6), `${name(ta, tb)} ${isa}: ${err}`).toBe(true);
           out.dispose();
         });
@@ -154,7 +154,7 @@ describe('ops.matmul (f32)', () => {
       const bad = new Float32Array(m * n).map((_, i) => (i % 2 ? NaN : -Infinity));
       const out = Tensor.from(bad, [m, n], { device: 'cpu' });
       ops.matmul(a, b, { transB: true, alpha: 2, out });
-      const got = out.handle.read(new Float32Array(m * n));
+      const got = out.readInto(new Float32Array(m * n));
       expect(got.every(Number.isFinite)).toBe(true);
       expect(maxAbsError(got, exact)).toBeLessThan(1e-4);
     });
@@ -172,7 +172,7 @@ describe('ops.matmul (f32)', () => {
         forEachIsa((isa) => {
           const out = Tensor.from(c0, [o.batch, m, n], { device: 'cpu' });
           ops.matmul(a, b, { transA: ta, transB: tb, alpha: 1.5, beta: 0.5, out });
-          const err = maxAbsError(out.handle.read(new Float32Array(o.batch * m * n)), exact);
+          const err = maxAbsError(out.readInto(new Float32Array(o.batch * m * n)), exact);
           expect(withinRule(err, maxAbsError(naive, exact), 2, 1e-6), `batch ${batchA}/${batchB} ${name(ta, tb)} ${isa}: ${err}`).toBe(true);
         });
         // Without out: a new (batch, M, N) tensor.
@@ -214,12 +214,48 @@ describe('ops.matmul (f32)', () => {
         for (const t of [threads, threads, 1, 3]) {
           setThreads(t);
           const out = ops.matmul(a, b, { transA: ta, transB: tb });
-          runs.push(out.handle.read(new Float32Array(m * n)));
+          runs.push(out.readInto(new Float32Array(m * n)));
           out.dispose();
         }
         setThreads(threads);
         for (const r of runs.slice(1)) expect(firstBitDifference(r, runs[0]!), `${name(ta, tb)} ${isa}`).toBe(-1);
       });
+    }
+  });
+});
+
+describe('ops.matmul: a row does not depend on the others', () => {
+  // A decode step multiplies one or a few rows; a prefill, many. Each element is the same FMA chain over k whatever
+  // the number of rows (the kernels for fewer rows than a register tile included), so the rows agree bitwise.
+  it('rows of a few-row product equal the same rows of a 30-row product, bitwise: layouts, ISAs, alpha/beta, bf16, two k blocks', async () => {
+    const M = 30;
+    for (const [n, k, dtype] of [[130, 37, 'f32'], [67, 1100, 'f32'], [45, 300, 'bf16']] as const) {
+      const o = operands(M, n, k, 4242 + k, dtype);
+      const c0 = randomArray(M * n, 77);
+      for (const [ta, tb] of LAYOUTS) {
+        const b = store(o.opB, k, n, tb, dtype, false);
+        forEachIsa((isa) => {
+          const run = (rows: number, start: number, alpha: number, beta: number) => {
+            const a = store([o.opA[0]!.subarray(start * k, (start + rows) * k)], rows, k, ta, dtype, false);
+            const out = Tensor.from(c0.subarray(start * n, (start + rows) * n), [rows, n], { dtype: 'f32', device: 'cpu' });
+            ops.matmul(a, b, { transA: ta, transB: tb, alpha, beta, out });
+            const got = out.readInto(new Float32Array(rows * n));
+            a.dispose();
+            out.dispose();
+            return got;
+          };
+          for (const [alpha, beta] of [[1, 0], [0.75, -1.25]] as const) {
+            const full = run(M, 0, alpha, beta);
+            for (const rows of [1, 2, 3, 5, 13]) {
+              for (const start of [0, M - rows]) {
+                const part = run(rows, start, alpha, beta);
+                expect(firstBitDifference(part, full.subarray(start * n, (start + rows) * n)), `${rows} rows from ${start}, ${n}x${k} ${dtype} ${name(ta, tb)} ${isa} alpha ${alpha}`).toBe(-1);
+              }
+            }
+          }
+        });
+        b.dispose();
+      }
     }
   });
 });
@@ -238,11 +274,11 @@ describe('ops.matmul (f16, bf16)', () => {
           forEachIsa((isa) => {
             const out = poisoned([m, n], 'f32');
             ops.matmul(a, b, { transA: ta, transB: tb, out });
-            const err = maxAbsError(out.handle.read(new Float32Array(m * n)), exact);
+            const err = maxAbsError(out.readInto(new Float32Array(m * n)), exact);
             expect(withinRule(err, maxAbsError(naive, exact), 2, 1e-6), `${dtype}→f32 ${m}x${n}x${k} ${name(ta, tb)} ${isa}`).toBe(true);
             const half = Tensor.from(c0, [m, n], { dtype, device: 'cpu' });
             ops.matmul(a, b, { transA: ta, transB: tb, alpha: 0.5, beta: 2, out: half });
-            const got = Float32Array.from(half.handle.read(new Uint16Array(m * n)), dtype === 'bf16' ? bf16ToF32 : f16ToF32);
+            const got = Float32Array.from(half.readInto(new Uint16Array(m * n)), dtype === 'bf16' ? bf16ToF32 : f16ToF32);
             const herr = maxAbsError(got, withC.exact);
             expect(withinRule(herr, maxAbsError(naiveHalf, withC.exact), 2, 1e-6), `${dtype}→${dtype} ${m}x${n}x${k} ${name(ta, tb)} ${isa}: ${herr}`).toBe(true);
             out.dispose();
@@ -311,7 +347,7 @@ describe('ops.matmul PyTorch goldens', () => {
       forEachIsa((isa) => {
         const out = Tensor.from(c ?? new Float32Array(g.expected.length).fill(NaN), g.expectedShape, { device: 'cpu' });
         ops.matmul(a, b, { transA: g.transA, transB: g.transB, alpha: g.alpha, beta: g.beta, out });
-        const got = out.handle.read(new Float32Array(g.expected.length));
+        const got = out.readInto(new Float32Array(g.expected.length));
         expect(maxAbsError(got, g.expected), `${g.name} ${isa}`).toBeLessThanOrEqual(tol);
         out.dispose();
       });

@@ -119,7 +119,7 @@ describe('Tensor', () => {
     const dirty = Tensor.from(new Float32Array((9 << 20) / 4 + 123).fill(7), undefined, { device: 'cpu' });
     dirty.dispose();
     const clean = Tensor.zeros([(9 << 20) / 4 + 123], { device: 'cpu' });
-    expect(clean.handle.read(new Float32Array(clean.size)).every((x) => x === 0)).toBe(true);
+    expect(clean.readInto(new Float32Array(clean.size)).every((x) => x === 0)).toBe(true);
     clean.dispose();
     emptyCache();
     expect(memoryStats('cpu').cached).toBe(0);

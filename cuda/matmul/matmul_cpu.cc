@@ -153,6 +153,12 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
         split_range(panels, splits, t % splits, &p_lo, &p_hi);
         float* a_pack = a_panels.get(mc * kc);
         kern.pack(g.a, ic, mc_cur, pc, kc_cur, mr, a_pack);
+        if (kern.micro_few && mc_cur < mr) {
+          if (p_hi > p_lo)
+            kern.micro_few(kc_cur, a_pack, b_pack + p_lo * nr * kc_cur, nr * kc_cur, g.c + ic * g.ldc + jc + p_lo * nr, g.ldc, mc_cur,
+                           std::min(nc_cur - p_lo * nr, (p_hi - p_lo) * nr), g.alpha, beta);
+          return;
+        }
         for (int64_t p = p_lo; p < p_hi; ++p) {
           const int64_t j = p * nr;
           const float* b_panel = b_pack + j * kc_cur;

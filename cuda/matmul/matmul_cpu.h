@@ -38,6 +38,11 @@ using PackFn = void (*)(const PanelSource& src, int64_t x0, int64_t nx, int64_t 
 using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m, int64_t n,
                          float alpha, float beta);
 
+// m < mr rows (all of an M block's) across the panels from b, panel q at b + q · b_stride, n valid columns in all:
+// the same arithmetic per element as MicroFn, in fewer calls with more accumulator chains (decode steps: M = 1-13).
+using MicroFewFn = void (*)(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t ldc, int64_t m,
+                            int64_t n, float alpha, float beta);
+
 // An ISA's kernel and the block sizes that fit it to the caches.
 struct GemmKernel {
   int mr = 0, nr = 0;            // register tile
@@ -48,6 +53,7 @@ struct GemmKernel {
   // the flops one round does; null where the ISA has no FMA. Gives the machine's FMA peak as this kernel sees it.
   float (*fma_rounds)(int64_t iterations) = nullptr;
   int64_t flops_per_round = 0;
+  MicroFewFn micro_few = nullptr;  // optional
 };
 
 // The readable versions: the scalar ISA uses both; vector packers fall back to pack_panels_scalar.

@@ -173,13 +173,16 @@ void pack_vector(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int
 
 // ---- The microkernel ----
 //
-// V: the vector type (reg, width, zero/load/store/broadcast/fma/mul). The tile is MR rows × NV vectors; per k it
-// loads NV vectors of the B panel, broadcasts MR values of the A panel and issues MR · NV fused multiply-adds into
-// MR · NV accumulators that never leave the registers. The epilogue is the same for full and edge tiles (an edge
-// tile goes through a small buffer), so every element of C gets the same arithmetic wherever its tile falls.
-template <class V, int MR, int NV>
-void micro_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m, int64_t n, float alpha,
-                float beta) {
+// V: the vector type (reg, width, zero/load/store/broadcast/fma/mul). The tile is R rows of the MR-row A panel (R = MR
+// but for the last rows of a block) × P B panels of NV vectors each (panel q at b + q · b_stride); per k it loads
+// P · NV vectors of B, broadcasts R values of A and issues R · P · NV fused multiply-adds into accumulators that
+// never leave the registers. `n` counts the valid columns over the P panels. The epilogue is the same for full and
+// edge tiles (an edge tile goes through a small buffer), so every element of C gets the same arithmetic wherever its
+// tile falls and however many rows or panels share it: each is one FMA chain over k in order, then
+// alpha · acc + beta · C.
+template <class V, int MR, int NV, int R, int P>
+void tile_rows(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t ldc, int64_t m, int64_t n,
+               float alpha, float beta) {
   using reg = typename V::reg;
   constexpr int W = V::width, NR = NV * W;
   // The C tile is read (or written) only after kc rank-1 updates: ask for its lines now so they arrive meanwhile.
@@ -187,52 +190,85 @@ void micro_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     const char* row = reinterpret_cast<const char*>(c + i * ldc);
     for (int64_t byte = 0; byte < n * 4 + 63; byte += 64) _mm_prefetch(row + std::min<int64_t>(byte, n * 4 - 1), _MM_HINT_T0);
   }
-  reg acc[MR][NV];
+  reg acc[R][P * NV];
 #pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < P * NV; ++j) acc[i][j] = V::zero();
   }
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
-    reg bv[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+    reg bv[P * NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < P * NV; ++j) bv[j] = V::load(b + (j / NV) * b_stride + p * NR + (j % NV) * W);
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i) {
-      const reg av = V::broadcast(a + i);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+    for (int i = 0; i < R; ++i) {
+      const reg av = V::broadcast(a + p * MR + i);
+#pragma GCC unroll 8
+      for (int j = 0; j < P * NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
-    a += MR;
-    b += NR;
   }
 
-  const bool full = m == MR && n == NR;
-  alignas(64) float edge[MR * NR];
-  float* dst = c;
-  int64_t ld = ldc;
-  if (!full) {
-    dst = edge;
-    ld = NR;
-    std::memset(edge, 0, sizeof(edge));
-    if (beta != 0.f) {
-      for (int64_t i = 0; i < m; ++i) std::memcpy(edge + i * NR, c + i * ldc, static_cast<size_t>(n) * 4);
-    }
-  }
   const reg va = V::set1(alpha), vb = V::set1(beta);
-#pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) {
-      float* p = dst + i * ld + j * W;
-      // C = alpha · acc + beta · C, one rounding for the sum; beta == 0 never reads C.
-      V::store(p, beta == 0.f ? V::mul(va, acc[i][j]) : V::fma(va, acc[i][j], V::mul(vb, V::load(p))));
+  for (int q = 0; q < P; ++q) {
+    const int64_t nq = std::min<int64_t>(NR, n - q * NR);
+    if (nq <= 0) break;
+    float* cq = c + q * NR;
+    const bool full = m == R && nq == NR;
+    alignas(64) float edge[R * NR];
+    float* dst = cq;
+    int64_t ld = ldc;
+    if (!full) {
+      dst = edge;
+      ld = NR;
+      std::memset(edge, 0, sizeof(edge));
+      if (beta != 0.f) {
+        for (int64_t i = 0; i < m; ++i) std::memcpy(edge + i * NR, cq + i * ldc, static_cast<size_t>(nq) * 4);
+      }
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        float* o = dst + i * ld + j * W;
+        // C = alpha · acc + beta · C, one rounding for the sum; beta == 0 never reads C.
+        V::store(o, beta == 0.f ? V::mul(va, acc[i][q * NV + j]) : V::fma(va, acc[i][q * NV + j], V::mul(vb, V::load(o))));
+      }
+    }
+    if (!full) {
+      for (int64_t i = 0; i < m; ++i) std::memcpy(cq + i * ldc, edge + i * NR, static_cast<size_t>(nq) * 4);
     }
   }
-  if (!full) {
-    for (int64_t i = 0; i < m; ++i) std::memcpy(c + i * ldc, edge + i * NR, static_cast<size_t>(n) * 4);
+}
+
+// The register tile (GemmKernel::micro): a full MR-row tile, or only the rows there are (the last rows of a block
+// skip the FMAs of the rows that do not exist: a decode step's one row used to pay for MR).
+template <class V, int MR, int NV, int R = MR>
+void micro_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m, int64_t n, float alpha,
+                float beta) {
+  if constexpr (R > 1) {
+    if (m < R) return micro_tile<V, MR, NV, R - 1>(kc, a, b, c, ldc, m, n, alpha, beta);
   }
+  tile_rows<V, MR, NV, R, 1>(kc, a, b, 0, c, ldc, m, n, alpha, beta);
+}
+
+// A block of fewer than MR rows across many panels (GemmKernel::micro_few): R rows of each panel, panels taken
+// P at a time so that one or two rows still keep about eight accumulator chains in flight (one row of one panel
+// is two chains, each waiting out the FMA latency at every k). Same arithmetic per element as micro_tile.
+template <class V, int MR, int NV, int R = MR - 1>
+void micro_few(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t ldc, int64_t m, int64_t n,
+               float alpha, float beta) {
+  if constexpr (R > 1) {
+    if (m < R) return micro_few<V, MR, NV, R - 1>(kc, a, b, b_stride, c, ldc, m, n, alpha, beta);
+  }
+  constexpr int NR = NV * V::width;
+  constexpr int P = std::max(1, std::min(4, 8 / (R * NV)));
+  int64_t j = 0;
+  if constexpr (P > 1) {
+    for (; j + P * NR <= n; j += P * NR, b += P * b_stride) tile_rows<V, MR, NV, R, P>(kc, a, b, b_stride, c + j, ldc, m, P * NR, alpha, beta);
+  }
+  for (; j < n; j += NR, b += b_stride) tile_rows<V, MR, NV, R, 1>(kc, a, b, 0, c + j, ldc, m, std::min<int64_t>(NR, n - j), alpha, beta);
 }
 
 // The FMA peak probe (GemmKernel::fma_rounds): 12 independent chains, more than FMA latency × FMA pipes on

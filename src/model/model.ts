@@ -84,12 +84,26 @@ export function defaultStopIds(c: ModelConfig): number[] {
   return [...(c.eosIds ?? []), ...(c.architecture === 'llama' && c.bosId !== undefined ? [c.bosId] : [])];
 }
 
+interface LayerNames {
+  inputNorm: string;
+  proj: Record<'q' | 'k' | 'v', string>;
+  bias: Record<'q' | 'k' | 'v', string>;
+  qNorm: string;
+  kNorm: string;
+  o: string;
+  postNorm: string;
+  gate: string;
+  up: string;
+  down: string;
+}
+
 export class CausalLM {
   readonly config: ModelConfig;
   readonly device: Device;
   readonly dtype: 'f32' | 'bf16' | 'f16';
   readonly #w: Weights;
   readonly #grads: Weights = new Map();
+  readonly #layerNames: LayerNames[] = [];
   #acts: { ids: Tensor; cu: Int32Array; positions: Tensor; layers: Map<string, Tensor>[]; xFinal: Tensor; rrmsFinal: Tensor } | undefined;
   #disposed = false;
 
@@ -133,6 +147,29 @@ export class CausalLM {
     return new Map(this.#w);
   }
 
+  /** Layer l's weight names, made once (a decode step looks each up on every call). */
+  #namesOf(l: number): LayerNames {
+    let n = this.#layerNames[l];
+    if (!n) {
+      const p = `model.layers.${l}.`;
+      const proj = (x: string) => `${p}self_attn.${x}_proj.weight`, bias = (x: string) => `${p}self_attn.${x}_proj.bias`;
+      n = {
+        inputNorm: `${p}input_layernorm.weight`,
+        proj: { q: proj('q'), k: proj('k'), v: proj('v') },
+        bias: { q: bias('q'), k: bias('k'), v: bias('v') },
+        qNorm: `${p}self_attn.q_norm.weight`,
+        kNorm: `${p}self_attn.k_norm.weight`,
+        o: proj('o'),
+        postNorm: `${p}post_attention_layernorm.weight`,
+        gate: `${p}mlp.gate_proj.weight`,
+        up: `${p}mlp.up_proj.weight`,
+        down: `${p}mlp.down_proj.weight`,
+      };
+      this.#layerNames[l] = n;
+    }
+    return n;
+  }
+
   /** y = x Wᵀ for a (T, in) x and an (out, in) W. */
   #linear(x: Tensor, name: string): Tensor {
     return ops.matmul(x, this.#weight(name), { transB: true });
@@ -144,7 +181,7 @@ export class CausalLM {
    * over the KV cache. With `acts`, the activations the backward needs are kept there instead of freed.
    */
   #layer(l: number, x: Tensor, positions: Tensor, attend: (q: Tensor, k: Tensor, v: Tensor) => { out: Tensor; lse?: Tensor }, acts?: Map<string, Tensor>): Tensor {
-    const c = this.config, T = x.shape[0]!, p = `model.layers.${l}.`;
+    const c = this.config, T = x.shape[0]!, w = this.#namesOf(l);
     const tmp: Tensor[] = [];
     const keep = <X extends Tensor>(t: X, name?: string): X => {
       if (acts && name) acts.set(name, t);
@@ -152,12 +189,12 @@ export class CausalLM {
       return t;
     };
     try {
-      const { y: h, rrms } = ops.rmsNorm(x, this.#weight(`${p}input_layernorm.weight`), { eps: c.rmsEps });
+      const { y: h, rrms } = ops.rmsNorm(x, this.#weight(w.inputNorm), { eps: c.rmsEps });
       keep(h, 'h');
       keep(rrms, 'rrms');
       const proj = (n: 'q' | 'k' | 'v') => {
-        const y = keep(this.#linear(h, `${p}self_attn.${n}_proj.weight`));
-        if (c.qkvBias) this.#addBias(y, `${p}self_attn.${n}_proj.bias`);
+        const y = keep(this.#linear(h, w.proj[n]));
+        if (c.qkvBias) this.#addBias(y, w.bias[n]);
         return y;
       };
       const q2 = proj('q'), k2 = proj('k'), v2 = proj('v');
@@ -166,8 +203,8 @@ export class CausalLM {
       const v = keep(v2.reshape([T, c.kvHeads, c.headDim]), 'v');
       if (c.qkNorm) {
         // Qwen3: RMSNorm over each head of q and k, before RoPE
-        const qn = ops.rmsNorm(q, this.#weight(`${p}self_attn.q_norm.weight`), { eps: c.rmsEps });
-        const kn = ops.rmsNorm(k, this.#weight(`${p}self_attn.k_norm.weight`), { eps: c.rmsEps });
+        const qn = ops.rmsNorm(q, this.#weight(w.qNorm), { eps: c.rmsEps });
+        const kn = ops.rmsNorm(k, this.#weight(w.kNorm), { eps: c.rmsEps });
         q = keep(qn.y, 'q');
         keep(qn.rrms, 'qrrms');
         k = keep(kn.y, 'k');
@@ -180,15 +217,15 @@ export class CausalLM {
       keep(att, 'att');
       if (lse) keep(lse, 'lse');
       const att2 = keep(att.reshape([T, c.heads * c.headDim]), 'att2');
-      const o = keep(this.#linear(att2, `${p}self_attn.o_proj.weight`));
+      const o = keep(this.#linear(att2, w.o));
       const x1 = keep(ops.add(x, o), 'x1');
-      const { y: h2, rrms: r2 } = ops.rmsNorm(x1, this.#weight(`${p}post_attention_layernorm.weight`), { eps: c.rmsEps });
+      const { y: h2, rrms: r2 } = ops.rmsNorm(x1, this.#weight(w.postNorm), { eps: c.rmsEps });
       keep(h2, 'h2');
       keep(r2, 'rrms2');
-      const g = keep(this.#linear(h2, `${p}mlp.gate_proj.weight`), 'g');
-      const u = keep(this.#linear(h2, `${p}mlp.up_proj.weight`), 'u');
+      const g = keep(this.#linear(h2, w.gate), 'g');
+      const u = keep(this.#linear(h2, w.up), 'u');
       const a = keep(ops.swiglu(g, u), 'a');
-      const d = keep(this.#linear(a, `${p}mlp.down_proj.weight`));
+      const d = keep(this.#linear(a, w.down));
       return ops.add(x1, d);
     } finally {
       for (const t of tmp) t.dispose();
@@ -512,7 +549,7 @@ export class CausalLM {
       try {
         const logits = this.#head(h);
         try {
-          return { ids, logits: logits.handle.read(new Float32Array(ids.length * c.vocabSize)) };
+          return { ids, logits: logits.readInto(new Float32Array(ids.length * c.vocabSize)) };
         } finally {
           logits.dispose();
         }

@@ -8,14 +8,11 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The opaque native half of a Tensor. */
-export interface NativeTensorHandle {
-  dispose(): void;
-  read<T extends ArrayBufferView>(out: T): T;
-  readAsync<T extends ArrayBufferView>(out: T): Promise<T>;
-  copyTo(device: string): NativeTensorHandle;
-  reshape(shape: number[]): NativeTensorHandle;
-}
+/**
+ * The native half of a Tensor: an id into the addon's table of live tensors (a number, not a wrapped object: see
+ * binding/tensor_handle.h). Only ids the addon handed out are accepted; a disposed one is refused by name.
+ */
+export type NativeTensorHandle = number & { readonly __nativeTensor: unique symbol };
 
 export interface NativeCudaStatus {
   compiled: boolean;
@@ -31,6 +28,14 @@ export interface NativeCudaStatus {
 export interface NativeAddon {
   empty(shape: number[], dtype: string, device: string, zero: boolean): NativeTensorHandle;
   fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensorHandle;
+  /** Frees a live tensor; anything else (an id disposed already) is left alone. */
+  tensorDispose(t: NativeTensorHandle): void;
+  tensorRead<T extends ArrayBufferView>(t: NativeTensorHandle, out: T): T;
+  tensorReadAsync<T extends ArrayBufferView>(t: NativeTensorHandle, out: T): Promise<T>;
+  tensorCopyTo(t: NativeTensorHandle, device: string): NativeTensorHandle;
+  tensorReshape(t: NativeTensorHandle, shape: number[]): NativeTensorHandle;
+  /** Live tensor ids in this thread (tests: nothing holds a slot it should not). */
+  liveTensors(): number;
   info(): { cuda: NativeCudaStatus; cpu: { isa: string; supportedIsas: string[]; bf16Dot: boolean; threads: number } };
   setIsa(isa: string): void;
   setThreads(threads: number): void;

@@ -40,7 +40,7 @@ const ARRAY_OF: { [K in DType]: new (n: number) => TypedArrayOf[K] } = {
 let leaked = 0;
 const registry = new FinalizationRegistry<NativeTensorHandle>((handle) => {
   leaked++;
-  handle.dispose();
+  native().tensorDispose(handle);
 });
 
 export function parseDType(value: unknown, what: string): DType {
@@ -144,7 +144,8 @@ export class Tensor {
   /** @internal Wrap a native handle; use the static factories instead. */
   constructor(handle: NativeTensorHandle, shape: readonly number[], dtype: DType, device: Device) {
     this.#handle = handle;
-    this.shape = Object.freeze(shape.slice());
+    // A frozen shape (another tensor's, as most op results take) is shared as it is.
+    this.shape = Object.isFrozen(shape) ? shape : Object.freeze(shape.slice());
     this.dtype = dtype;
     this.device = device;
     this.size = numelOf(shape);
@@ -213,7 +214,7 @@ export class Tensor {
   to(device: Device): Tensor {
     const target = parseDevice(device, 'Tensor.to');
     if (target === this.device) return this;
-    return new Tensor(this.handle.copyTo(target), this.shape, this.dtype, target);
+    return new Tensor(native().tensorCopyTo(this.handle, target), this.shape, this.dtype, target);
   }
 
   /**
@@ -222,14 +223,22 @@ export class Tensor {
    */
   reshape(shape: readonly number[]): Tensor {
     const s = checkShape(shape, 'Tensor.reshape');
-    return new Tensor(this.handle.reshape(s), s, this.dtype, this.device);
+    return new Tensor(native().tensorReshape(this.handle, s), s, this.dtype, this.device);
   }
 
   /** A fresh TypedArray with a copy of the elements (f16/bf16 as raw bits; see toFloat32Array). */
   async toArray<D extends DType = DType>(this: Tensor & { dtype: D }): Promise<TypedArrayOf[D]> {
     const out = new ARRAY_OF[this.dtype](this.size) as TypedArrayOf[D];
-    if (this.device === 'cpu') return this.handle.read(out);
-    return this.handle.readAsync(out);
+    if (this.device === 'cpu') return native().tensorRead(this.handle, out);
+    return native().tensorReadAsync(this.handle, out);
+  }
+
+  /**
+   * @internal Copies the elements into `out` (a TypedArray of exactly the tensor's bytes; f16/bf16 as raw bits) and
+   * returns it, synchronously: on CUDA the call waits for the device.
+   */
+  readInto<T extends ArrayBufferView>(out: T): T {
+    return native().tensorRead(this.handle, out);
   }
 
   /** The elements as a Float32Array (any float dtype). */
@@ -252,7 +261,7 @@ export class Tensor {
     if (!handle) return;
     this.#handle = undefined;
     registry.unregister(this);
-    handle.dispose();
+    native().tensorDispose(handle);
   }
 
   [Symbol.dispose](): void {

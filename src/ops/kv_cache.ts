@@ -379,7 +379,8 @@ export function pagedAttention(q: Tensor, cache: PagedKVCache, layer: number, se
   const B = seqIds.length;
   let cu: Int32Array;
   if (opts.cuSeqlensQ === undefined) {
-    cu = Int32Array.from({ length: B + 1 }, (_, i) => i);
+    cu = new Int32Array(B + 1);
+    for (let i = 0; i <= B; i++) cu[i] = i;
   } else {
     const given = opts.cuSeqlensQ as unknown;
     if (!(given instanceof Int32Array) && !Array.isArray(given)) throw new TypeError(`${op}: option 'cuSeqlensQ' must be an Int32Array or an array of integers`);
@@ -390,7 +391,8 @@ export function pagedAttention(q: Tensor, cache: PagedKVCache, layer: number, se
   if (typeof causal !== 'boolean') throw new TypeError(`${op}: option 'causal' must be a boolean`);
   const scale = opts.scale === undefined ? 1 / Math.sqrt(cache.headDim) : checkFinite(op, 'scale', opts.scale);
   const { blockTables, stride, contextLens } = cache.tables(seqIds, layer);
-  const maxContext = Math.max(0, ...contextLens);
+  let maxContext = 0;
+  for (const n of contextLens) maxContext = Math.max(maxContext, n);
   let split: number;
   if (opts.splitSize === undefined) {
     let maxQ = 0;
@@ -399,8 +401,7 @@ export function pagedAttention(q: Tensor, cache: PagedKVCache, layer: number, se
     // holding up to 64 query rows (every head of a decode step in one item).
     const headsQ = q.shape[1]!;
     const perTile = cache.device === 'cuda' ? cache.kvHeads : Math.min(cache.kvHeads, Math.ceil((Math.min(16, Math.max(1, maxQ)) * headsQ) / 64));
-    const forced = process.env.QWENLONG_PAGED_KERNEL;
-    const tensorCores = cache.device === 'cuda' && (q.dtype === 'bf16' || q.dtype === 'f16') && cache.headDim % 8 === 0 && cache.headDim <= 256 && forced !== 'tiled';
+    const tensorCores = cache.device === 'cuda' && (q.dtype === 'bf16' || q.dtype === 'f16') && cache.headDim % 8 === 0 && cache.headDim <= 256 && process.env.QWENLONG_PAGED_KERNEL !== 'tiled';
     split = defaultSplitSize(B * perTile * Math.max(1, Math.ceil(maxQ / 16)), maxContext, cache.blockSize, cache.device, tensorCores);
   } else {
     split = checkFinite(op, 'splitSize', opts.splitSize);

@@ -73,7 +73,7 @@ const op = 'ops.policyLoss';
 function hostNumbers(arg: string, value: unknown, n: number, opName = op): Float64Array {
   if (Tensor.isTensor(value)) {
     if (value.device !== 'cpu') throw new TypeError(`${opName}: '${arg}' must be on the cpu (the host computes the aggregation from it)`);
-    value = value.handle.read(new (value.dtype === 'i32' ? Int32Array : Float32Array)(value.size));
+    value = value.readInto(new (value.dtype === 'i32' ? Int32Array : Float32Array)(value.size));
   }
   if (!value || typeof value !== 'object' || typeof (value as ArrayLike<number>).length !== 'number') throw new TypeError(`${opName}: '${arg}' must be an array of numbers, not ${describe(value)}`);
   let out: Float64Array;
