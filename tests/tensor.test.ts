@@ -148,12 +148,27 @@ describe('Tensor', () => {
     if (!gpuRun()) expect(i.cuda.available).toBe(false);
   });
 
+  it('counts live tensors: creation, views, ops and dispose', async () => {
+    const start = memoryStats('cpu').liveTensors;
+    const x = Tensor.from([1, 2, 3, 4], [4], { device: 'cpu' });
+    const view = x.reshape([2, 2]);
+    const y = ops.add(x, x);
+    expect(memoryStats('cpu').liveTensors).toBe(start + 3);
+    x.dispose();
+    x.dispose();
+    expect(memoryStats('cpu').liveTensors).toBe(start + 2);
+    expect(Array.from(await view.toArray())).toEqual([1, 2, 3, 4]); // a view outlives the tensor it was made from
+    view.dispose();
+    y.dispose();
+    expect(memoryStats('cpu').liveTensors).toBe(start);
+  });
+
   it('frees forgotten tensors through the finalization registry', async () => {
     if (typeof globalThis.gc !== 'function') {
       console.log('skipped: run node with --expose-gc to check the finalization safety net');
       return;
     }
-    const before = memoryStats('cpu').inUse;
+    const before = memoryStats('cpu').inUse, liveBefore = memoryStats('cpu').liveTensors;
     (() => {
       for (let i = 0; i < 10; i++) Tensor.zeros([1 << 18], { device: 'cpu' });
     })();
@@ -165,5 +180,6 @@ describe('Tensor', () => {
     // Earlier tests' forgotten tensors may be collected too, so at most what we started with.
     expect(memoryStats('cpu').inUse).toBeLessThanOrEqual(before);
     expect(memoryStats('cpu').leakedTensors).toBeGreaterThanOrEqual(10);
+    expect(memoryStats('cpu').liveTensors).toBeLessThanOrEqual(liveBefore); // their ids are free again
   });
 });

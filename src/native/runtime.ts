@@ -40,10 +40,15 @@ export interface MemoryStats {
   peak: number;
   /** Tensors garbage-collected without dispose() since start (all devices). */
   leakedTensors: number;
+  /**
+   * Tensors of this thread not yet disposed nor collected (all devices, reshape views counted apiece): a number that
+   * grows from one step of a loop to the next is a leak.
+   */
+  liveTensors: number;
 }
 
 export function memoryStats(device: Device = 'cpu'): MemoryStats {
-  return { ...native().memoryStats(parseDevice(device, 'memoryStats')), leakedTensors: leakedTensorCount() };
+  return { ...native().memoryStats(parseDevice(device, 'memoryStats')), leakedTensors: leakedTensorCount(), liveTensors: native().liveTensors() };
 }
 
 /** Set the CPU thread pool's size (QWENLONG_THREADS sets it at start). */
