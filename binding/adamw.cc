@@ -74,19 +74,23 @@ Napi::Value GradNorm(const Napi::CallbackInfo& info) {
     if (!(p.max_norm > 0)) throw_range(std::string(op) + ": argument 'maxNorm' must be > 0");
   }
   Device device = Device::cpu;
-  std::vector<TensorHandle*> seen;
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    Napi::Value item = list.Get(i);
+  // Every item read before any is looked up: reading one can run JavaScript (a getter, a proxy) that could dispose
+  // a tensor already taken.
+  std::vector<Napi::Value> items;
+  for (uint32_t i = 0, n = list.Length(); i < n; ++i) items.push_back(list.Get(i));
+  std::vector<const void*> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    Napi::Value item = items[i];
     const std::string arg = "tensors[" + std::to_string(i) + "]";
     if (!TensorHandle::IsHandle(info.Env(), item)) throw_type(std::string(op) + ": argument '" + arg + "' must be a Tensor");
     TensorHandle* t = TensorHandle::Unwrap(info.Env(), item);
-    if (!t || t->disposed()) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed");
+    if (!t || t->disposed()) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed (or is not a tensor of this thread)");
     check_dtype(t, {DType::f32, DType::f16, DType::bf16}, op, arg.c_str());
     if (i == 0) device = t->device();
     else if (t->device() != device) throw_type(std::string(op) + ": argument '" + arg + "' is on " + device_name(t->device()) + ", the first on " + device_name(device));
-    for (TensorHandle* s : seen)
-      if (clip && s == t) throw_range(std::string(op) + ": argument '" + arg + "' appears twice (it would be scaled twice)");
-    seen.push_back(t);
+    for (const void* s : seen)  // the same memory twice, through one tensor or two views of it
+      if (clip && t->numel() > 0 && s == t->data()) throw_range(std::string(op) + ": argument '" + arg + "' appears twice (it would be scaled twice)");
+    seen.push_back(t->data());
     p.tensors.push_back(GradTensor{t->data(), t->numel(), t->dtype()});
   }
   TensorHandle* norm = nullptr;

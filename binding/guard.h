@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include "binding/tensor_handle.h"
 #include "cuda/common/error.h"
 
 namespace qwenlong {
@@ -29,11 +30,16 @@ namespace qwenlong {
   }
 }
 
+// A call that throws frees the tensors it created (their ids never reached JavaScript, so nothing else could).
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value guarded(const Napi::CallbackInfo& info) {
+  const size_t mark = created_mark(info.Env());
   try {
-    return F(info);
+    Napi::Value result = F(info);
+    settle_created(info.Env(), mark, true);
+    return result;
   } catch (...) {
+    settle_created(info.Env(), mark, false);
     rethrow_as_js(info.Env());
   }
 }

@@ -29,19 +29,28 @@ struct TensorTable {
   std::vector<uint32_t> free_slots;
   uint32_t salt = 0;
 
+  // The ids created by the native calls in progress (see created_mark).
+  std::vector<double> created;
+
   double insert(TensorHandle** out) {
+    created.reserve(created.size() + 1);  // the bookkeeping below cannot throw half-way
     uint32_t slot;
     if (!free_slots.empty()) {
       slot = free_slots.back();
       free_slots.pop_back();
     } else {
       if (handles.size() > kSlotMask) throw_range("qwenlong: more than 16,777,215 live tensors (dispose the ones you no longer use)");
+      auto handle = std::make_unique<TensorHandle>();
+      handles.reserve(handles.size() + 1);
+      generations.reserve(generations.size() + 1);
       slot = static_cast<uint32_t>(handles.size());
-      handles.push_back(std::make_unique<TensorHandle>());
+      handles.push_back(std::move(handle));
       generations.push_back(1 + static_cast<uint32_t>((salt ^ (slot * 2654435761u)) % (kGenerations / 2)));
     }
     *out = handles[slot].get();
-    return static_cast<double>((static_cast<uint64_t>(generations[slot]) << kSlotBits) | slot);
+    const double id = static_cast<double>((static_cast<uint64_t>(generations[slot]) << kSlotBits) | slot);
+    created.push_back(id);
+    return id;
   }
 
   // The live handle with this id, or nullptr.
@@ -70,22 +79,17 @@ namespace {
 // State kept per JavaScript environment (the main thread and each worker thread that loads the addon). Node-API
 // deletes it with its environment, and with it every tensor still live there.
 struct EnvData {
-  TensorTable tensors;
+  TensorTable tensors;  // destroyed with the environment: the handles go without calling back into Node-API
   // Tensor memory is reported to V8 so that its GC heuristics see it, in steps of at least 1 MiB: a call per small
   // tensor would cost more than the rest of its creation.
   int64_t unreported_bytes = 0;
-  bool closing = false;
-  ~EnvData() {
-    closing = true;  // the handles below report nothing back to an environment being torn down
-    tensors.handles.clear();
-  }
 };
 
 EnvData* env_data(napi_env env) { return Napi::Env(env).GetInstanceData<EnvData>(); }
 
 void report_external_memory(napi_env env, int64_t delta) {
   EnvData* d = env_data(env);
-  if (d == nullptr || d->closing) return;  // the environment is being torn down
+  if (d == nullptr) return;  // the environment is being torn down
   d->unreported_bytes += delta;
   if (d->unreported_bytes >= (1 << 20) || d->unreported_bytes <= -(1 << 20)) {
     int64_t total;
@@ -269,8 +273,9 @@ Napi::Value CopyTo(const Napi::CallbackInfo& info) {
 
 // tensorReshape(id, shape) -> a new id over the same storage (a view: writes through either show in both).
 Napi::Value Reshape(const Napi::CallbackInfo& info) {
-  TensorHandle* t = unwrap_tensor(info, 0, "Tensor.reshape", "tensor");
+  // The shape first: reading it can run JavaScript (a getter), which could dispose the tensor.
   std::vector<int64_t> shape = shape_arg(info, 1, "Tensor.reshape", "shape");
+  TensorHandle* t = unwrap_tensor(info, 0, "Tensor.reshape", "tensor");
   if (numel_of(shape) != t->numel())
     throw_range("Tensor.reshape: a shape of " + std::to_string(numel_of(shape)) + " elements for a tensor of " + std::to_string(t->numel()));
   return TensorHandle::Create(info.Env(), t->storage(), t->dtype(), std::move(shape));
@@ -330,8 +335,22 @@ TensorHandle* unwrap_tensor(const Napi::CallbackInfo& info, size_t index, const 
   if (info.Length() <= index || !TensorHandle::IsHandle(info.Env(), info[index]))
     throw_type(std::string(op) + ": argument '" + arg + "' must be a Tensor");
   TensorHandle* t = TensorHandle::Unwrap(info.Env(), info[index]);
-  if (!t) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed");
+  if (!t) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed (or is not a tensor of this thread)");
   return t;
+}
+
+size_t created_mark(napi_env env) {
+  EnvData* d = env_data(env);
+  return d ? d->tensors.created.size() : 0;
+}
+
+void settle_created(napi_env env, size_t mark, bool keep) {
+  EnvData* d = env_data(env);
+  if (d == nullptr) return;
+  std::vector<double>& created = d->tensors.created;
+  if (!keep)
+    for (size_t i = mark; i < created.size(); ++i) d->tensors.remove(created[i]);
+  if (created.size() > mark) created.resize(mark);
 }
 
 double number_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {

@@ -34,11 +34,11 @@ class TensorHandle {
   size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
 
-  // Drops the storage (the memory goes when no other view holds it).
-  void Release();
-
  private:
   friend struct TensorTable;
+  // Drops the storage (the memory goes when no other view holds it); TensorTable::remove frees the slot with it.
+  void Release();
+
   std::shared_ptr<Storage> storage_;
   DType dtype_ = DType::f32;
   std::vector<int64_t> shape_;
@@ -51,6 +51,12 @@ class TensorHandle {
 TensorHandle* unwrap_tensor(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
 // Like unwrap_tensor, but undefined/null gives nullptr.
 TensorHandle* unwrap_optional_tensor(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
+
+// Tensors created during a native call are kept only if the call returns (guarded() in guard.h): an op that throws
+// after making its outputs frees them. created_mark() is where the call's own creations begin (calls nest when a
+// getter runs JavaScript that calls the addon); settle_created() keeps or frees those from `mark` on.
+size_t created_mark(napi_env env);
+void settle_created(napi_env env, size_t mark, bool keep);
 
 void register_tensor_functions(Napi::Env env, Napi::Object exports);
 

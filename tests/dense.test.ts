@@ -375,6 +375,9 @@ describe('ops.gradNorm / ops.clipGrad', () => {
     expect(() => ops.gradNorm([])).toThrow(/empty/);
     expect(() => ops.gradNorm([a, {} as Tensor])).toThrow(/ops.gradNorm: argument 'tensors\[1\]' must be a Tensor/);
     expect(() => ops.clipGrad([a, a], 1)).toThrow(/appears twice/);
+    const view = a.reshape([a.size]); // the same memory through another tensor would be scaled twice too
+    expect(() => ops.clipGrad([a, view], 1)).toThrow(/'tensors\[1\]' appears twice/);
+    view.dispose();
     expect(() => ops.clipGrad([a], 0)).toThrow(/maxNorm/);
     expect(() => ops.gradNorm([Tensor.from([1], [1], { dtype: 'i32' })])).toThrow(/dtype i32/);
   });

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, ops, setIsa, setThreads } from '../src/index.js';
+import { Tensor, memoryStats, ops, setIsa, setThreads } from '../src/index.js';
 import { native } from '../src/native/addon.js';
 
 const root = join(import.meta.dirname, '..');
@@ -101,6 +101,41 @@ describe('Tensor factories bad input', () => {
     expect(() => n.fmaPeak(11)).toThrow(RangeError);
     expect(n.fmaPeak(0.01)).toBeGreaterThanOrEqual(0);
     expect(() => setIsa('sse9')).toThrow(/unknown ISA 'sse9'/);
+  });
+});
+
+describe('a call that throws keeps nothing', () => {
+  it('frees the outputs an op made before it refused (their ids never reached JavaScript)', () => {
+    const n = native();
+    const table = Tensor.from([1, 2, 3, 4, 5, 6], [3, 2], { device: 'cpu' });
+    const ids = Tensor.from([0, 7], [2], { dtype: 'i32', device: 'cpu' }); // 7: out of the table, found while filling the output
+    const q = Tensor.from(new Float32Array(2 * 2 * 4), [2, 2, 4], { device: 'cpu' });
+    const badLse = Tensor.zeros([3], { device: 'cpu' }); // checked after the output was made
+    const live = n.liveTensors(), bytes = memoryStats('cpu').inUse;
+    for (let i = 0; i < 100; i++) {
+      expect(() => ops.embedding(ids, table)).toThrow(/ops.embedding/);
+      expect(() => n.attention(q.handle, q.handle, q.handle, null, null, true, 0.5, null, badLse.handle)).toThrow(/ops.attention: argument 'lse'/);
+    }
+    expect(n.liveTensors()).toBe(live);
+    expect(memoryStats('cpu').inUse).toBe(bytes);
+    for (const t of [table, ids, q, badLse]) t.dispose();
+  });
+
+  it('reads a shape before it looks the tensor up: a getter that disposes it cannot pull the memory away', () => {
+    const n = native();
+    const h = n.fromArray(new Float32Array([1, 2, 3, 4]), [4], 'f32', 'cpu');
+    let other = 0;
+    const shape = [2, 2];
+    Object.defineProperty(shape, 1, {
+      get() {
+        n.tensorDispose(h);
+        other = n.fromArray(new Float32Array([9, 9, 9, 9]), [4], 'f32', 'cpu'); // takes the freed slot
+        return 2;
+      },
+    });
+    expect(() => n.tensorReshape(h, shape)).toThrow(/Tensor.reshape: argument 'tensor' has been disposed/);
+    expect(Array.from(n.tensorRead(other as never, new Float32Array(4)))).toEqual([9, 9, 9, 9]);
+    n.tensorDispose(other as never);
   });
 });
 

@@ -9,6 +9,20 @@ import { rng } from './helpers.js';
 
 const CALLS_PER_TARGET = 10_000;
 
+const rawOwners: Tensor[] = [];
+
+/** Frees what a call returned (tensors, and from the raw native functions tensor ids, one level deep) but the pool's. */
+function release(result: unknown, raw: boolean, pool: unknown[]): void {
+  const one = (x: unknown) => {
+    if (pool.includes(x)) return;
+    if (Tensor.isTensor(x)) x.dispose();
+    else if (raw && typeof x === 'number') native().tensorDispose(x as never);
+  };
+  if (Array.isArray(result)) result.forEach(one);
+  else if (result !== null && typeof result === 'object' && !Tensor.isTensor(result) && !(result instanceof Promise)) Object.values(result).forEach(one);
+  else one(result);
+}
+
 function makePool(): unknown[] {
   const t = (data: number[], shape: number[], dtype: 'f32' | 'f16' | 'bf16' | 'i32' | 'u8' | 'i64') => Tensor.from(data, shape, { dtype, device: 'cpu' });
   const disposed = t([1, 2], [2], 'f32');
@@ -21,8 +35,10 @@ function makePool(): unknown[] {
   });
   const detached = new Float32Array(4);
   structuredClone(detached.buffer, { transfer: [detached.buffer] });
-  // Raw tensor ids for the native functions (tensors of their own: tensorDispose may free them), and a stale one.
-  const ids = [t([1, 2, 3, 4], [2, 2], 'f32'), t([1, 2, 3, 4], [4], 'bf16'), t([1, 2], [2], 'i32')].map((x) => x.handle as number);
+  // Raw tensor ids for the native functions (tensors of their own, kept referenced so that no collection frees
+  // them during the run; tensorDispose may), and a stale one.
+  rawOwners.push(t([1, 2, 3, 4], [2, 2], 'f32'), t([1, 2, 3, 4], [4], 'bf16'), t([1, 2], [2], 'i32'));
+  const ids = rawOwners.map((x) => x.handle as number);
   const stale = t([1], [1], 'f32');
   const staleId = stale.handle as number;
   stale.dispose();
@@ -131,6 +147,7 @@ function targets(): Target[] {
 describe('fuzz', () => {
   it(`survives ${CALLS_PER_TARGET} malformed calls per entry point, each refused with a named error`, async () => {
     const pool = makePool();
+    const pooled = native().liveTensors();
     const r = rng(20251125);
     const best = info().cpu.supportedIsas.at(-1)!;
     const threads = info().cpu.threads;
@@ -143,7 +160,8 @@ describe('fuzz', () => {
         calls++;
         try {
           const result = target.call(args);
-          if (Tensor.isTensor(result) && !pool.includes(result)) result.dispose();
+          const raw = target.name.startsWith('native.') && target.name !== 'native.readStream' && target.name !== 'native.liveTensors';
+          if (!pool.includes(result)) release(result, raw, pool);
           if (result instanceof Promise) pending.push(result.then((v) => v, (e: unknown) => { if (!(e instanceof Error)) unnamed.push(`${target.name}: non-Error rejection`); }));
         } catch (e) {
           // A hostile getter's own exception passing through unchanged is correct too.
@@ -158,6 +176,9 @@ describe('fuzz', () => {
     setThreads(threads);
     expect(unnamed).toEqual([]);
     expect(calls).toBeGreaterThanOrEqual(CALLS_PER_TARGET * 10);
+    // No call kept a tensor it made: what is live is the pool (less what tensorDispose freed of the raw ids' owners).
+    expect(native().liveTensors()).toBeLessThanOrEqual(pooled);
+    expect(native().liveTensors()).toBeGreaterThanOrEqual(pooled - rawOwners.length - 1);
     // The runtime still works afterwards.
     const x = Tensor.from([1, 2, 3], [3], { device: 'cpu' });
     expect(Array.from(await ops.add(x, x).toArray())).toEqual([2, 4, 6]);
