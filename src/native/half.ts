@@ -83,6 +83,6 @@ export function contiguousStrides(shape: readonly number[]): number[] {
 /** Number of elements of a shape (1 for a 0-d tensor). */
 export function numelOf(shape: readonly number[]): number {
   let n = 1;
-  for (const d of shape) n *= d;
+  for (let i = 0; i < shape.length; i++) n *= shape[i]!;
   return n;
 }
