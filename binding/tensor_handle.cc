@@ -210,29 +210,46 @@ void* destination_bytes(const Napi::CallbackInfo& info, const TensorHandle& t, c
 }
 
 // Reads device memory into a JS TypedArray off the main thread; keeps the storage and the array alive meanwhile.
+// The copy lands in a buffer of the worker's own and reaches the array on the main thread: JavaScript may transfer
+// (detach) the array's buffer while the worker runs, and a copy straight into it would then write freed memory.
 class ReadWorker : public Napi::AsyncWorker {
  public:
-  ReadWorker(Napi::Env env, std::shared_ptr<Storage> storage, size_t bytes, Napi::TypedArray out, void* dst)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), storage_(std::move(storage)),
-        bytes_(bytes), dst_(dst) {
+  ReadWorker(Napi::Env env, std::shared_ptr<Storage> storage, size_t bytes, Napi::TypedArray out)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), storage_(std::move(storage)), bytes_(bytes) {
     out_ = Napi::Persistent(static_cast<Napi::Object>(out));
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      copy_bytes(dst_, Device::cpu, storage_->data(), storage_->device(), bytes_);
+      staging_.resize(bytes_);
+      copy_bytes(staging_.data(), Device::cpu, storage_->data(), storage_->device(), bytes_);
     } catch (const std::exception& e) {
       SetError(std::string("Tensor.toArray: ") + e.what());
     }
   }
-  void OnOK() override { deferred_.Resolve(out_.Value()); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    napi_typedarray_type type;
+    size_t length = 0, offset = 0;
+    void* data = nullptr;
+    napi_value buffer = nullptr;
+    bool detached = false;
+    if (napi_get_typedarray_info(env, out_.Value(), &type, &length, &data, &buffer, &offset) != napi_ok ||
+        (napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok && detached) ||
+        out_.Value().As<Napi::TypedArray>().ByteLength() != bytes_) {
+      deferred_.Reject(Napi::TypeError::New(env, "Tensor.toArray: the destination array's buffer was transferred (detached) while the tensor was being read").Value());
+      return;
+    }
+    if (bytes_ > 0) std::memcpy(data, staging_.data(), bytes_);
+    deferred_.Resolve(out_.Value());
+  }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Storage> storage_;
   size_t bytes_;
-  void* dst_;
+  std::vector<uint8_t> staging_;
   Napi::ObjectReference out_;
 };
 
@@ -255,8 +272,8 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
 // tensorReadAsync(id, out): the same off the main thread; a promise of `out`.
 Napi::Value ReadAsync(const Napi::CallbackInfo& info) {
   TensorHandle* t = unwrap_tensor(info, 0, "Tensor.toArray", "tensor");
-  void* dst = destination_bytes(info, *t, "Tensor.toArray");
-  auto* worker = new ReadWorker(info.Env(), t->storage(), t->nbytes(), info[1].As<Napi::TypedArray>(), dst);
+  destination_bytes(info, *t, "Tensor.toArray");  // checked now; written when the copy is back
+  auto* worker = new ReadWorker(info.Env(), t->storage(), t->nbytes(), info[1].As<Napi::TypedArray>());
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -308,7 +325,8 @@ Napi::Value TensorHandle::Create(Napi::Env env, std::shared_ptr<Storage> storage
   t->shape_ = std::move(shape);
   t->numel_ = numel_of(t->shape_);
   t->env_ = env;
-  t->reported_bytes_ = static_cast<int64_t>(t->storage_->bytes());
+  // Memory is reported once, by the tensor that brought the storage; views (reshape) of it report nothing.
+  t->reported_bytes_ = t->storage_.use_count() == 1 ? static_cast<int64_t>(t->storage_->bytes()) : 0;
   report_external_memory(env, t->reported_bytes_);
   if (handle) *handle = t;
   return Napi::Number::New(env, id);

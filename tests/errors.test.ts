@@ -121,6 +121,17 @@ describe('a call that throws keeps nothing', () => {
     for (const t of [table, ids, q, badLse]) t.dispose();
   });
 
+  it('an asynchronous read whose destination is transferred meanwhile is refused, not written into freed memory', async () => {
+    const t = Tensor.from(new Float32Array(1 << 20).fill(3), [1 << 20], { device: 'cpu' });
+    const out = new Float32Array(1 << 20);
+    const pending = native().tensorReadAsync(t.handle, out);
+    structuredClone(out.buffer, { transfer: [out.buffer] });
+    await expect(pending).rejects.toThrow(/Tensor.toArray: the destination array's buffer was transferred \(detached\)/);
+    const again = new Float32Array(1 << 20);
+    expect((await native().tensorReadAsync(t.handle, again))[12345]).toBe(3);
+    t.dispose();
+  });
+
   it('reads a shape before it looks the tensor up: a getter that disposes it cannot pull the memory away', () => {
     const n = native();
     const h = n.fromArray(new Float32Array([1, 2, 3, 4]), [4], 'f32', 'cpu');
