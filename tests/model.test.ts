@@ -12,7 +12,7 @@ import { parseLlama2c } from '../src/model/llama2c.js';
 import { parseSafetensors } from '../src/model/safetensors.js';
 import { sample, sampleMany } from '../src/model/model.js';
 import { native } from '../src/native/addon.js';
-import { gpuRun, maxAbsError, roundToHalfReference } from './helpers.js';
+import { forEachIsa, gpuRun, maxAbsError, roundToHalfReference } from './helpers.js';
 import { Random } from '../src/rl/random.js';
 
 const dir = join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K');
@@ -234,23 +234,58 @@ describe('sampling', () => {
 describe('batched sampling', () => {
   it('sampleMany draws what sample draws row by row (one shared generator, mixed options), natively where it can', () => {
     const gen = new Random(11);
-    for (const V of [1, 3, 517, 30011]) {
-      const rows = 9;
-      const logits = Float32Array.from({ length: rows * V }, () => (gen.next() - 0.5) * 12);
-      if (V > 1) logits[2 * V] = Number.NEGATIVE_INFINITY; // a token that can never be drawn
-      const options = [[1, 0, 1], [0, 0, 1], [0.7, 0, 1], [1, 5, 1], [1.3, 0, 0.8], [1, 0, 1], [0, 0, 1], [2, 0, 1], [0.7, 0, 1]] as const;
-      const requests = options.map(([temperature, topK, topP], row) => ({ row: rows - 1 - row, temperature, topK, topP }));
-      for (const seed of [1, 2, 3]) {
-        const a = new Random(seed), b = new Random(seed);
-        const batch = sampleMany(logits, V, requests.map((r) => ({ ...r, rng: a })));
-        requests.forEach((r, i) => {
-          const one = sample(logits.subarray(r.row * V, (r.row + 1) * V), r.temperature, r.topK, r.topP, b);
-          expect(batch[i]!.token, `V ${V} row ${r.row}`).toBe(one.token);
-          expect(Math.abs(batch[i]!.logprob - one.logprob)).toBeLessThan(1e-12 * Math.max(1, Math.abs(one.logprob)));
-          expect(Math.abs(batch[i]!.entropy - one.entropy)).toBeLessThan(1e-12 * Math.max(1, one.entropy));
-        });
-        expect(a.next()).toBe(b.next()); // both generators advanced alike
+    forEachIsa((isa) => {
+      for (const V of [1, 3, 517, 30011, 151936]) {
+        const rows = 9;
+        const logits = Float32Array.from({ length: rows * V }, () => (gen.next() - 0.5) * 12);
+        if (V > 1) logits[2 * V] = Number.NEGATIVE_INFINITY; // a token that can never be drawn
+        const options = [[1, 0, 1], [0, 0, 1], [0.7, 0, 1], [1, 5, 1], [1.3, 0, 0.8], [1, 0, 1], [0, 0, 1], [2, 0, 1], [0.7, 0, 1]] as const;
+        const requests = options.map(([temperature, topK, topP], row) => ({ row: rows - 1 - row, temperature, topK, topP }));
+        for (const seed of [1, 2, 3]) {
+          const a = new Random(seed), b = new Random(seed);
+          const batch = sampleMany(logits, V, requests.map((r) => ({ ...r, rng: a })));
+          requests.forEach((r, i) => {
+            const one = sample(logits.subarray(r.row * V, (r.row + 1) * V), r.temperature, r.topK, r.topP, b);
+            expect(batch[i]!.token, `${isa} V ${V} row ${r.row}`).toBe(one.token);
+            expect(Math.abs(batch[i]!.logprob - one.logprob)).toBeLessThan(1e-12 * Math.max(1, Math.abs(one.logprob)));
+            expect(Math.abs(batch[i]!.entropy - one.entropy)).toBeLessThan(1e-12 * Math.max(1, one.entropy));
+          });
+          expect(a.next()).toBe(b.next()); // both generators advanced alike
+        }
       }
+    });
+  });
+
+  it('the native sampler: every ISA gives the same bits; rows of -inf, NaN, infinities and tiny temperatures as the reference does', () => {
+    const gen = new Random(3);
+    const V = 1000;
+    const rows: Float32Array[] = [
+      Float32Array.from({ length: V }, () => (gen.next() - 0.5) * 40),
+      Float32Array.from({ length: V }, (_, i) => (i % 7 === 0 ? Number.NEGATIVE_INFINITY : gen.next() * 5)), // some never drawn
+      new Float32Array(V).fill(Number.NEGATIVE_INFINITY), // nothing finite
+      Float32Array.from({ length: V }, (_, i) => (i === 500 ? Number.POSITIVE_INFINITY : 1)),
+      Float32Array.from({ length: V }, (_, i) => (i === 3 ? Number.NaN : 1)),
+      Float32Array.from({ length: V }, (_, i) => (i < 900 ? -800 : 0)), // terms below exp(-708)
+      new Float32Array(V).fill(2), // flat: every draw walks the blocks
+    ];
+    const logits = new Float32Array(rows.length * V);
+    rows.forEach((r, i) => logits.set(r, i * V));
+    for (const temperature of [1, 0, 0.37, 1e-30]) {
+      const results: string[] = [];
+      forEachIsa((isa) => {
+        const rng = new Random(9), ref = new Random(9);
+        const picks = sampleMany(logits, V, rows.map((_, row) => ({ row, temperature, topK: 0, topP: 1, rng })));
+        picks.forEach((pick, row) => {
+          const one = sample(logits.subarray(row * V, (row + 1) * V), temperature, 0, 1, ref);
+          expect(pick.token, `${isa} T ${temperature} row ${row}`).toBe(one.token);
+          for (const [got, want] of [[pick.logprob, one.logprob], [pick.entropy, one.entropy]] as const) {
+            if (Number.isFinite(want)) expect(Math.abs(got - want), `${isa} T ${temperature} row ${row}`).toBeLessThan(1e-12 * Math.max(1, Math.abs(want)));
+            else expect(Object.is(got, want) || (Number.isNaN(got) && Number.isNaN(want)), `${isa} T ${temperature} row ${row}: ${got} vs ${want}`).toBe(true);
+          }
+        });
+        results.push(JSON.stringify(picks));
+      });
+      expect(new Set(results).size, `T ${temperature}: every ISA the same bits`).toBe(1);
     }
   });
 

@@ -1,6 +1,7 @@
-// Sampling one token per row of host logits (CPU only): the generation loop's draw, the same arithmetic as the
-// TypeScript `sample` (f64 softmax of logits / temperature, entropy as sum p (lse - x), one uniform walked along the
-// vocabulary in index order; temperature 0 is the first argmax), rows spread over the thread pool.
+// Sampling one token per row of host logits (CPU only): the generation loop's draw, the TypeScript `sample`'s
+// algorithm (f64 softmax of logits / temperature, entropy as sum p (lse - x), one uniform walked along the vocabulary
+// in index order; temperature 0 is the first argmax) with vector exponentials and sums (sample_kernels.inc): the
+// same token, and log-probability and entropy within 1e-12 of it; rows spread over the thread pool.
 #pragma once
 #include <cstdint>
 

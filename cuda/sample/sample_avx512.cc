@@ -1,0 +1,3 @@
+#include "cuda/sample/sample.h"
+#define QWENLONG_ISA_NS sample_avx512
+#include "cuda/sample/sample_kernels.inc"
