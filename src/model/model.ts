@@ -471,7 +471,8 @@ export class CausalLM {
       for (;;) {
         const next: number[] = [];
         const chosen: number[] = [];
-        const rows = [...step.ids.entries()].filter(([, b]) => running.includes(b));
+        const live = new Set(running);
+        const rows = [...step.ids.entries()].filter(([, b]) => live.has(b));
         const picks = sampleMany(step.logits, c.vocabSize, rows.map(([row]) => ({ row, temperature, topK, topP, rng })));
         for (const [k, [, b]] of rows.entries()) {
           const pick = picks[k]!;
