@@ -16,12 +16,13 @@ template <typename T>
 void rope_tokens(const RopeParams& p, int64_t t0, int64_t t1) {
   const int64_t H = p.heads, D = p.head_dim, R = p.rotary_dim, pairs = R / 2;
   std::vector<float> cosv(static_cast<size_t>(pairs)), sinv(static_cast<size_t>(pairs));
+  std::vector<double> inv_freq(static_cast<size_t>(pairs));  // the same for every token: made once
+  for (int64_t i = 0; i < pairs; ++i) inv_freq[i] = std::pow(p.theta, -2.0 * static_cast<double>(i) / static_cast<double>(R));
   for (int64_t t = t0; t < t1; ++t) {
     const double pos = p.positions ? static_cast<double>(p.positions[t]) : static_cast<double>(t + p.offset);
     // 1. the angles of this token
     for (int64_t i = 0; i < pairs; ++i) {
-      const double inv_freq = std::pow(p.theta, -2.0 * static_cast<double>(i) / static_cast<double>(R));
-      const double angle = pos * inv_freq;
+      const double angle = pos * inv_freq[i];
       cosv[i] = static_cast<float>(std::cos(angle));
       sinv[i] = static_cast<float>(p.inverse ? -std::sin(angle) : std::sin(angle));
     }
