@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 
 import { Tensor, ops } from '../src/index.js';
 import { bf16ToF32, f32ToBf16 } from '../src/native/half.js';
+import { native } from '../src/native/addon.js';
 import { firstBitDifference, forEachIsa, gpuRun, maxAbsError, randomArray, rng, roundToHalfReference, withinRule } from './helpers.js';
 
 const f32 = Math.fround;
@@ -239,6 +240,35 @@ describe('ops.rope', () => {
       const out = ops.rope(cpu(g.x as number[], [tokens, heads, dim]), { convention, theta, offset, rotaryDim });
       expect(maxAbsError(await read(out), g.out as number[])).toBeLessThan(2e-5);
     }
+  });
+
+  it('the angle table kept between calls is remade whenever positions (even rewritten in place), offset, theta or dims change; pool-sized calls', async () => {
+    const T = 2048, H = 4, D = 16; // 131K elements: split over the pool's threads
+    const x = randomArray(T * H * D, 5);
+    const pos = Int32Array.from({ length: T }, (_, t) => (t * 7) % 5000);
+    const positions = Tensor.from(pos, [T], { dtype: 'i32', device: 'cpu' });
+    const check = async (label: string, opts: { theta: number; rotaryDim: number; offset?: number; positions?: Tensor }, at: (t: number) => number) => {
+      const ref = ropeRef(x, T, H, D, opts.rotaryDim, opts.theta, false, at);
+      for (let rep = 0; rep < 2; rep++) {
+        const got = await read(ops.rope(cpu(x, [T, H, D]), { convention: 'half', ...opts }));
+        expect(maxAbsError(got, ref), `${label}, call ${rep + 1}`).toBeLessThan(1e-6);
+      }
+    };
+    await check('positions', { theta: 10000, rotaryDim: 16, positions }, (t) => pos[t]!);
+    pos[100] = 4321;
+    const positions2 = Tensor.from(pos, [T], { dtype: 'i32', device: 'cpu' });
+    await check('new positions', { theta: 10000, rotaryDim: 16, positions: positions2 }, (t) => pos[t]!);
+    await check('offset', { theta: 10000, rotaryDim: 16, offset: 7 }, (t) => t + 7);
+    await check('another offset', { theta: 10000, rotaryDim: 16, offset: 8 }, (t) => t + 8);
+    await check('theta', { theta: 1e6, rotaryDim: 16, offset: 8 }, (t) => t + 8);
+    await check('rotary dims', { theta: 1e6, rotaryDim: 8, offset: 8 }, (t) => t + 8);
+    // the same positions tensor rewritten in place between two calls
+    const inPlace = Tensor.from(Int32Array.from({ length: T }, (_, t) => t), [T], { dtype: 'i32', device: 'cpu' });
+    await check('in place, before', { theta: 10000, rotaryDim: 16, positions: inPlace }, (t) => t);
+    const shifted = Tensor.from(Int32Array.from({ length: T }, (_, t) => t + 3), [T], { dtype: 'i32', device: 'cpu' });
+    native().memcpy(inPlace.handle, shifted.handle);
+    await check('in place, after', { theta: 10000, rotaryDim: 16, positions: inPlace }, (t) => t + 3);
+    for (const t of [positions, positions2, inPlace, shifted]) t.dispose();
   });
 
   it('backward is the transpose of the forward (<rope(x), g> = <x, ropeBackward(g)>), in place works', async () => {
