@@ -88,6 +88,7 @@ void rope_tokens(const RopeParams& p, const AngleTable& table, int64_t t0, int64
 }  // namespace
 
 void rope_cpu(const RopeParams& p) {
+  if (p.tokens == 0) return;
   ThreadPool& pool = ThreadPool::instance();
   const int64_t work = p.tokens * p.heads * p.head_dim;
   const int64_t tasks = work < (1 << 14) ? 1 : std::min<int64_t>(p.tokens, pool.size() * 4);
