@@ -82,9 +82,7 @@ Napi::Value GradNorm(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < items.size(); ++i) {
     Napi::Value item = items[i];
     const std::string arg = "tensors[" + std::to_string(i) + "]";
-    if (!TensorHandle::IsHandle(info.Env(), item)) throw_type(std::string(op) + ": argument '" + arg + "' must be a Tensor");
-    TensorHandle* t = TensorHandle::Unwrap(info.Env(), item);
-    if (!t || t->disposed()) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed (or is not a tensor of this thread)");
+    TensorHandle* t = unwrap_tensor_value(info.Env(), item, op, arg.c_str());
     check_dtype(t, {DType::f32, DType::f16, DType::bf16}, op, arg.c_str());
     if (i == 0) device = t->device();
     else if (t->device() != device) throw_type(std::string(op) + ": argument '" + arg + "' is on " + device_name(t->device()) + ", the first on " + device_name(device));

@@ -19,6 +19,9 @@ constexpr uint64_t kSlotBits = 24;
 constexpr uint64_t kSlotMask = (uint64_t{1} << kSlotBits) - 1;
 constexpr uint64_t kGenerations = uint64_t{1} << 29;  // ids stay below 2^53
 
+// A number of an id's form (live or not).
+bool id_shaped(double id) { return id >= double(uint64_t{1} << kSlotBits) && id < double(kGenerations << kSlotBits) && id == std::floor(id); }
+
 }  // namespace
 
 // The live tensors of one JavaScript environment. Handles live in stable heap cells, reused with their shape's
@@ -53,12 +56,13 @@ struct TensorTable {
     return id;
   }
 
-  // The live handle with this id, or nullptr.
+  // The live handle with this id, or nullptr. A slot's generation moves on when it is freed, so a matching
+  // generation means a live tensor.
   TensorHandle* find(double id, uint32_t* slot_out = nullptr) const {
-    if (!(id >= double(uint64_t{1} << kSlotBits) && id < double(kGenerations << kSlotBits)) || id != std::floor(id)) return nullptr;
+    if (!id_shaped(id)) return nullptr;
     const uint64_t u = static_cast<uint64_t>(id);
     const uint64_t slot = u & kSlotMask;
-    if (slot >= handles.size() || generations[slot] != (u >> kSlotBits) || handles[slot]->disposed()) return nullptr;
+    if (slot >= handles.size() || generations[slot] != (u >> kSlotBits)) return nullptr;
     if (slot_out) *slot_out = static_cast<uint32_t>(slot);
     return handles[slot].get();
   }
@@ -332,11 +336,7 @@ Napi::Value TensorHandle::Create(Napi::Env env, std::shared_ptr<Storage> storage
   return Napi::Number::New(env, id);
 }
 
-bool TensorHandle::IsHandle(Napi::Env, const Napi::Value& v) {
-  if (!v.IsNumber()) return false;
-  const double id = v.As<Napi::Number>().DoubleValue();
-  return id >= double(uint64_t{1} << kSlotBits) && id < double(kGenerations << kSlotBits) && id == std::floor(id);
-}
+bool TensorHandle::IsHandle(Napi::Env, const Napi::Value& v) { return v.IsNumber() && id_shaped(v.As<Napi::Number>().DoubleValue()); }
 
 TensorHandle* TensorHandle::Unwrap(Napi::Env env, const Napi::Value& v) {
   if (!v.IsNumber()) return nullptr;
@@ -350,9 +350,12 @@ TensorHandle* unwrap_optional_tensor(const Napi::CallbackInfo& info, size_t inde
 }
 
 TensorHandle* unwrap_tensor(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {
-  if (info.Length() <= index || !TensorHandle::IsHandle(info.Env(), info[index]))
-    throw_type(std::string(op) + ": argument '" + arg + "' must be a Tensor");
-  TensorHandle* t = TensorHandle::Unwrap(info.Env(), info[index]);
+  return unwrap_tensor_value(info.Env(), info[index], op, arg);  // past the last argument: undefined
+}
+
+TensorHandle* unwrap_tensor_value(Napi::Env env, const Napi::Value& v, const char* op, const char* arg) {
+  if (!TensorHandle::IsHandle(env, v)) throw_type(std::string(op) + ": argument '" + arg + "' must be a Tensor");
+  TensorHandle* t = TensorHandle::Unwrap(env, v);
   if (!t) throw_type(std::string(op) + ": argument '" + arg + "' has been disposed (or is not a tensor of this thread)");
   return t;
 }

@@ -25,7 +25,6 @@ class TensorHandle {
   // The live tensor with this id, or nullptr (not an id of this environment's tensors, or disposed).
   static TensorHandle* Unwrap(Napi::Env env, const Napi::Value& v);
 
-  bool disposed() const { return !storage_; }
   DType dtype() const { return dtype_; }
   Device device() const { return storage_->device(); }
   int64_t numel() const { return numel_; }
@@ -49,6 +48,8 @@ class TensorHandle {
 
 // The handle in argument `index`, or a TypeError naming `op` and `arg`.
 TensorHandle* unwrap_tensor(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
+// The same for a value read elsewhere (an array's item); `arg` names it in the error.
+TensorHandle* unwrap_tensor_value(Napi::Env env, const Napi::Value& v, const char* op, const char* arg);
 // Like unwrap_tensor, but undefined/null gives nullptr.
 TensorHandle* unwrap_optional_tensor(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
 

@@ -147,7 +147,7 @@ export class CausalLM {
     return new Map(this.#w);
   }
 
-  /** Layer l's weight names, made once (a decode step looks each up on every call). */
+  /** Layer l's weight names, made once (forward, decode and backward look them up on every call). */
   #namesOf(l: number): LayerNames {
     let n = this.#layerNames[l];
     if (!n) {
@@ -388,20 +388,20 @@ export class CausalLM {
       let dx = ops.rmsNormBackward(dh, a.xFinal, this.#weight('model.norm.weight'), a.rrmsFinal, { dwOut: grad('model.norm.weight'), accumulate: true }).dx;
       const rope = { convention: c.ropeConvention, theta: c.ropeTheta, positions: a.positions };
       for (let l = c.layers - 1; l >= 0; l--) {
-        const m = a.layers[l]!, p = `model.layers.${l}.`, act = (n: string) => m.get(n)!;
+        const m = a.layers[l]!, w = this.#namesOf(l), act = (n: string) => m.get(n)!;
         if (m.size === 1) this.#layer(l, act('x'), a.positions, this.#fullAttention(a.cu, true), m).dispose(); // recompute
         // MLP: x2 = x1 + down(swiglu(gate(h2), up(h2)))
-        const da = keep(linearBack(dx, act('a'), `${p}mlp.down_proj.weight`));
+        const da = keep(linearBack(dx, act('a'), w.down));
         const { dgate, dup } = ops.swigluBackward(da, act('g'), act('u'));
         keep(dgate);
         keep(dup);
-        const dh2 = keep(linearBack(dgate, act('h2'), `${p}mlp.gate_proj.weight`));
-        linearBack(dup, act('h2'), `${p}mlp.up_proj.weight`, dh2, true);
-        const dn2 = keep(ops.rmsNormBackward(dh2, act('x1'), this.#weight(`${p}post_attention_layernorm.weight`), act('rrms2'), { dwOut: grad(`${p}post_attention_layernorm.weight`), accumulate: true }).dx);
+        const dh2 = keep(linearBack(dgate, act('h2'), w.gate));
+        linearBack(dup, act('h2'), w.up, dh2, true);
+        const dn2 = keep(ops.rmsNormBackward(dh2, act('x1'), this.#weight(w.postNorm), act('rrms2'), { dwOut: grad(w.postNorm), accumulate: true }).dx);
         const dx1 = keep(ops.add(dx, dn2));
         dx.dispose();
         // attention: x1 = x + o(att(rope(q(h)), rope(k(h)), v(h)))
-        const datt = keep(linearBack(dx1, act('att2'), `${p}self_attn.o_proj.weight`));
+        const datt = keep(linearBack(dx1, act('att2'), w.o));
         const datt3 = keep(datt.reshape([T, c.heads, c.headDim]));
         const { dq, dk, dv } = ops.attentionBackward(datt3, act('q'), act('k'), act('v'), act('att'), act('lse'), { causal: true, cuSeqlensQ: a.cu, cuSeqlensK: a.cu });
         keep(dq);
@@ -411,8 +411,8 @@ export class CausalLM {
         ops.ropeBackward(dk, { ...rope, out: dk });
         let dqp = dq, dkp = dk;
         if (c.qkNorm) {
-          dqp = keep(ops.rmsNormBackward(dq, act('qpre'), this.#weight(`${p}self_attn.q_norm.weight`), act('qrrms'), { dwOut: grad(`${p}self_attn.q_norm.weight`), accumulate: true }).dx);
-          dkp = keep(ops.rmsNormBackward(dk, act('kpre'), this.#weight(`${p}self_attn.k_norm.weight`), act('krrms'), { dwOut: grad(`${p}self_attn.k_norm.weight`), accumulate: true }).dx);
+          dqp = keep(ops.rmsNormBackward(dq, act('qpre'), this.#weight(w.qNorm), act('qrrms'), { dwOut: grad(w.qNorm), accumulate: true }).dx);
+          dkp = keep(ops.rmsNormBackward(dk, act('kpre'), this.#weight(w.kNorm), act('krrms'), { dwOut: grad(w.kNorm), accumulate: true }).dx);
         }
         const dq2 = keep(dqp.reshape([T, c.heads * c.headDim]));
         const dk2 = keep(dkp.reshape([T, c.kvHeads * c.headDim]));
@@ -420,15 +420,15 @@ export class CausalLM {
         if (c.qkvBias) {
           const ones = keep(Tensor.from(new Float32Array(T).fill(1), [1, T], { dtype: dq2.dtype, device: this.device }));
           for (const [n, d] of [['q', dq2], ['k', dk2], ['v', dv2]] as const) {
-            const g = grad(`${p}self_attn.${n}_proj.bias`);
+            const g = grad(w.bias[n]);
             const g2 = keep(g.reshape([1, g.size]));
             ops.matmul(ones, d, { out: g2, beta: 1, outDtype: 'f32' });
           }
         }
-        const dh = keep(linearBack(dq2, act('h'), `${p}self_attn.q_proj.weight`));
-        linearBack(dk2, act('h'), `${p}self_attn.k_proj.weight`, dh, true);
-        linearBack(dv2, act('h'), `${p}self_attn.v_proj.weight`, dh, true);
-        const dn1 = keep(ops.rmsNormBackward(dh, act('x'), this.#weight(`${p}input_layernorm.weight`), act('rrms'), { dwOut: grad(`${p}input_layernorm.weight`), accumulate: true }).dx);
+        const dh = keep(linearBack(dq2, act('h'), w.proj.q));
+        linearBack(dk2, act('h'), w.proj.k, dh, true);
+        linearBack(dv2, act('h'), w.proj.v, dh, true);
+        const dn1 = keep(ops.rmsNormBackward(dh, act('x'), this.#weight(w.inputNorm), act('rrms'), { dwOut: grad(w.inputNorm), accumulate: true }).dx);
         dx = ops.add(dx1, dn1);
         for (const t of tmp.splice(0)) t.dispose();
         for (const t of m.values()) t.dispose(); // this layer's activations are done with
