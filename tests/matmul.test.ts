@@ -460,6 +460,9 @@ describe.runIf(gpuRun())('ops.matmul on CUDA', () => {
   it.runIf(hopper)('the Hopper wgmma kernel (QWENLONG_MATMUL_KERNEL=wgmma / wgmma128) matches float64 in every layout (compute capability 9.0 only)', async () => {
     const cases: [number, number, number][] = [[8, 8, 8], [72, 200, 1000], [136, 520, 64], [1000, 136, 72], [256, 512, 384], [304, 776, 2048]];
     const before = process.env.QWENLONG_MATMUL_KERNEL;
+    // Strict: a product this kernel cannot take throws instead of going to the mma.sync kernel, so the results
+    // checked below are this kernel's.
+    process.env.QWENLONG_MATMUL_WGMMA_STRICT = '1';
     try {
       for (const dtype of ['bf16', 'f16'] as const) {
         for (const [m, n, k] of cases) {
@@ -488,6 +491,7 @@ describe.runIf(gpuRun())('ops.matmul on CUDA', () => {
         }
       }
     } finally {
+      delete process.env.QWENLONG_MATMUL_WGMMA_STRICT;
       if (before === undefined) delete process.env.QWENLONG_MATMUL_KERNEL;
       else process.env.QWENLONG_MATMUL_KERNEL = before;
     }

@@ -55,15 +55,31 @@ struct Config {
   static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + 2 * kStages * 8;
 };
 
-// One operand's part of a stage: ROWS rows (M or N) by kBK k, from row0. K-major: one box of ROWS 128-byte rows.
-// MN-major: ROWS / 64 boxes of kBK k rows by 64 elements, 8 KiB apart.
+// One operand's part of a stage: ROWS rows (M or N) by kBK k, from row0, of an operand with `rows` rows. K-major: one
+// box of ROWS 128-byte rows (row0 < rows: the grid has no tile past the matrix). MN-major: ROWS / 64 boxes of kBK k
+// rows by 64 elements, 8 KiB apart; a box that lies wholly past the last row is not loaded (what its part of shared
+// memory still holds reaches only accumulators of rows or columns past the matrix, which are never stored), so the
+// stage's byte count does not depend on how the copy engine counts a box with no element inside the tensor.
+// Returns the bytes the loads will complete.
 template <int ROWS, bool KMAJOR>
-__device__ __forceinline__ void load_operand(uint32_t dst, const CUtensorMap* map, int kt, int row0, uint32_t bar) {
+__device__ __forceinline__ uint32_t operand_bytes(int row0, int64_t rows) {
+  if constexpr (KMAJOR) {
+    return ROWS * kBK * 2;
+  } else {
+    uint32_t bytes = 0;
+#pragma unroll
+    for (int j = 0; j < ROWS / 64; ++j) bytes += row0 + 64 * j < rows ? 8192u : 0u;
+    return bytes;
+  }
+}
+template <int ROWS, bool KMAJOR>
+__device__ __forceinline__ void load_operand(uint32_t dst, const CUtensorMap* map, int kt, int row0, int64_t rows, uint32_t bar) {
   if constexpr (KMAJOR) {
     ptx::tma_load_2d(dst, map, kt * kBK, row0, bar);
   } else {
 #pragma unroll
-    for (int j = 0; j < ROWS / 64; ++j) ptx::tma_load_2d(dst + j * 8192, map, row0 + 64 * j, kt * kBK, bar);
+    for (int j = 0; j < ROWS / 64; ++j)
+      if (row0 + 64 * j < rows) ptx::tma_load_2d(dst + j * 8192, map, row0 + 64 * j, kt * kBK, bar);
   }
 }
 // The descriptor of k16 slice kk of an operand's part whose first row is at `base`.
@@ -105,12 +121,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
       ptx::prefetch_tensor_map(&map_a);
       ptx::prefetch_tensor_map(&map_b);
+      const uint32_t stage_bytes = operand_bytes<kBM, A_KMAJOR>(tile_m * kBM, p.m) + operand_bytes<BN, B_KMAJOR>(tile_n * BN, p.n);
       for (int kt = 0; kt < ktiles; ++kt) {
         const int s = kt % C::kStages;
         ptx::mbar_wait(empty(s), ((kt / C::kStages) & 1) ^ 1);
-        ptx::mbar_arrive_expect_tx(full(s), C::kStageBytes);
-        load_operand<kBM, A_KMAJOR>(a_tile(s), &map_a, kt, tile_m * kBM, full(s));
-        load_operand<BN, B_KMAJOR>(b_tile(s), &map_b, kt, tile_n * BN, full(s));
+        ptx::mbar_arrive_expect_tx(full(s), stage_bytes);
+        load_operand<kBM, A_KMAJOR>(a_tile(s), &map_a, kt, tile_m * kBM, p.m, full(s));
+        load_operand<BN, B_KMAJOR>(b_tile(s), &map_b, kt, tile_n * BN, p.n, full(s));
       }
     }
     return;
@@ -146,6 +163,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (row < p.m) store_pair(p, p.c, row, col + 8 * j, acc[4 * j], acc[4 * j + 1]);
     if (row + 8 < p.m) store_pair(p, p.c, row + 8, col + 8 * j, acc[4 * j + 2], acc[4 * j + 3]);
   }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // only the sm_90a image has a body: never leave C unwritten without an error (hopper() checks before launch)
 #endif
 }
 
@@ -182,11 +201,13 @@ bool launch(const MatmulParams& p, Args args) {
   if (!make_map(&map_a, p.a, p.m, p.k, p.lda, A_KMAJOR, BF16, kBM) || !make_map(&map_b, p.b, p.n, p.k, p.ldb, B_KMAJOR, BF16, BN))
     return false;
   auto kernel = matmul_wgmma_kernel<BN, BF16, A_KMAJOR, B_KMAJOR>;
+  // Above 48 KiB of dynamic shared memory needs the opt-in; where the device refuses it, the mma.sync kernel runs.
   static const bool opted_in = [&] {
-    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config<BN>::kSmemBytes), "matmul");
-    return true;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config<BN>::kSmemBytes) == cudaSuccess) return true;
+    cudaGetLastError();
+    return false;
   }();
-  (void)opted_in;
+  if (!opted_in) return false;
   const int64_t tiles_m = (p.m + kBM - 1) / kBM, tiles_n = (p.n + BN - 1) / BN;
   if (tiles_m * tiles_n > INT32_MAX) return false;
   args.tiles_m = static_cast<int>(tiles_m);
@@ -237,9 +258,18 @@ bool matmul_wgmma_cuda(const MatmulParams& p, const Args& args) {
   if (p.ab_dtype != DType::bf16 && p.ab_dtype != DType::f16) return false;
   if (p.batch != 1 || p.k == 0) return false;
   if (!aligned16(p.a) || !aligned16(p.b) || p.lda % 8 != 0 || p.ldb % 8 != 0) return false;
-  if (!hopper() || encode_tiled() == nullptr) return false;
+  // Products of the kernel's kind that still go to the mma.sync kernel. QWENLONG_MATMUL_WGMMA_STRICT (set by the
+  // tests that check this kernel) makes that an error, so that a test cannot pass on the other kernel's results.
+  const auto not_here = [](const char* why) {
+    if (std::getenv("QWENLONG_MATMUL_WGMMA_STRICT")) throw_runtime(std::string("matmul: the wgmma kernel cannot run here: ") + why);
+    return false;
+  };
+  if (!hopper()) return not_here("the device is not compute capability 9.0, or this build has no sm_90a code");
+  if (encode_tiled() == nullptr) return not_here("the driver has no cuTensorMapEncodeTiled");
   const int which = (p.ab_dtype == DType::bf16 ? 4 : 0) | (!p.trans_a ? 2 : 0) | (p.trans_b ? 1 : 0);
-  return narrow ? dispatch<128>(which, p, args) : dispatch<256>(which, p, args);
+  if (!(narrow ? dispatch<128>(which, p, args) : dispatch<256>(which, p, args)))
+    return not_here("a tensor map could not be made, the grid is too large, or the shared-memory opt-in was refused");
+  return true;
 }
 
 }  // namespace mm

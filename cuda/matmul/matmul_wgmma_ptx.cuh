@@ -19,17 +19,27 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t addr, uint32_t by
 __device__ __forceinline__ void mbar_arrive(uint32_t addr) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(addr) : "memory");
 }
+__device__ __forceinline__ uint64_t global_timer_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
 // Waits until the phase with the given parity has completed (a fresh barrier is in phase 0, so waiting on parity 1
-// returns at once).
+// returns at once). A phase that never completes (a byte count or parity mistake) traps after 20 s: the launch
+// fails with an error instead of hanging the process. Real waits are microseconds; each try_wait suspends the thread
+// for a while itself, so reading the timer between tries costs nothing that matters.
 __device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
   uint32_t done = 0;
-  do {
+  const uint64_t start = global_timer_ns();
+  for (;;) {
     asm volatile(
         "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(done)
         : "r"(addr), "r"(parity)
         : "memory");
-  } while (!done);
+    if (done) return;
+    if (global_timer_ns() - start > 20000000000ull) __trap();
+  }
 }
 
 // A 2-D box of a tensor map into shared memory: coordinates (c0 innermost, c1), completion counted in bytes on the
