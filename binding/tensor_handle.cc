@@ -1,7 +1,9 @@
 #include "binding/tensor_handle.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "binding/guard.h"
@@ -84,21 +86,64 @@ namespace {
 // deletes it with its environment, and with it every tensor still live there.
 struct EnvData {
   TensorTable tensors;  // destroyed with the environment: the handles go without calling back into Node-API
-  // Tensor memory is reported to V8 so that its GC heuristics see it, in steps of at least 1 MiB: a call per small
-  // tensor would cost more than the rest of its creation.
-  int64_t unreported_bytes = 0;
+  // Tensor memory as V8's garbage collector sees it (external memory), so that tensors JavaScript drops without
+  // dispose() are collected before their memory piles up. V8 starts a full collection whenever that figure grows
+  // 64 MiB past its level at the last one. Telling it of every tensor as it came and went made every training step,
+  // whose activations rise by more than that and are disposed again, set off collections that could free nothing
+  // (1,102 in `npm start`: ~11 % of the main thread, and the marking threads took CPU from the kernels). V8 is told
+  // instead, at the end of each window of kWindowBytes of creations, the highest of the last kWindows windows' least
+  // live bytes: memory created and disposed within a window never counts; a level that live memory keeps for a
+  // whole window (a KV cache through a generation, weights, tensors leaked to the collector) counts at the window's
+  // end, and is forgotten kWindows windows after it was last held. A steady loop's figure settles after its first
+  // rounds; a leak raises it a window at a time.
+  static constexpr int kWindows = 32;
+  static constexpr int64_t kWindowBytes = int64_t{64} << 20;
+  int64_t live_bytes = 0;             // bytes of this environment's live tensors (each storage once)
+  int64_t window_low[kWindows] = {};  // the least live_bytes in each of the last windows (current: window % kWindows)
+  int64_t window = 0;                 // windows begun so far
+  int64_t window_created = 0;         // bytes created since the current window began
+  int64_t reported = 0;               // what V8 has been told
+  int64_t collected_bytes = 0;        // bytes of forgotten tensors freed since the history was last cleared
 };
 
 EnvData* env_data(napi_env env) { return Napi::Env(env).GetInstanceData<EnvData>(); }
 
 void report_external_memory(napi_env env, int64_t delta) {
   EnvData* d = env_data(env);
-  if (d == nullptr) return;  // the environment is being torn down
-  d->unreported_bytes += delta;
-  if (d->unreported_bytes >= (1 << 20) || d->unreported_bytes <= -(1 << 20)) {
+  if (d == nullptr || delta == 0) return;  // nothing, or the environment is being torn down
+  d->live_bytes += delta;
+  int64_t& low = d->window_low[d->window % EnvData::kWindows];
+  if (delta < 0) {
+    low = std::min(low, d->live_bytes);
+    return;
+  }
+  d->window_created += delta;
+  if (d->window_created < EnvData::kWindowBytes) return;
+  const int64_t target = *std::max_element(std::begin(d->window_low), std::end(d->window_low));
+  if (target != d->reported) {
     int64_t total;
-    napi_adjust_external_memory(env, d->unreported_bytes, &total);
-    d->unreported_bytes = 0;
+    napi_adjust_external_memory(env, target - d->reported, &total);
+    d->reported = target;
+  }
+  d->window++;
+  d->window_low[d->window % EnvData::kWindows] = d->live_bytes;
+  d->window_created = 0;
+}
+
+// The collector freed a forgotten tensor of `bytes`. Once such frees add up to kWindowBytes, the levels the windows
+// remember from before them are history (kept, they would let the next leak grow past the old peak before V8 hears
+// of it), and V8 hears of the drop at once. A program that forgets a small tensor now and then keeps its history.
+void external_memory_collected(napi_env env, int64_t bytes) {
+  EnvData* d = env_data(env);
+  if (d == nullptr) return;
+  d->collected_bytes += bytes;
+  if (d->collected_bytes < EnvData::kWindowBytes) return;
+  d->collected_bytes = 0;
+  std::fill(std::begin(d->window_low), std::end(d->window_low), d->live_bytes);
+  if (d->live_bytes < d->reported) {
+    int64_t total;
+    napi_adjust_external_memory(env, d->live_bytes - d->reported, &total);
+    d->reported = d->live_bytes;
   }
 }
 
@@ -257,10 +302,15 @@ class ReadWorker : public Napi::AsyncWorker {
   Napi::ObjectReference out_;
 };
 
-// tensorDispose(id): frees a live tensor; anything else (disposed already, never an id) is left alone.
+// tensorDispose(id, collected?): frees a live tensor; anything else (disposed already, never an id) is left alone.
+// collected: the collector found the tensor unreachable (the finalization registry's call).
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) {
-    if (EnvData* d = env_data(info.Env())) d->tensors.remove(info[0].As<Napi::Number>().DoubleValue());
+    if (EnvData* d = env_data(info.Env())) {
+      const int64_t live = d->live_bytes;
+      d->tensors.remove(info[0].As<Napi::Number>().DoubleValue());
+      if (info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value()) external_memory_collected(info.Env(), live - d->live_bytes);
+    }
   }
   return info.Env().Undefined();
 }

@@ -1,4 +1,6 @@
 // Tensor runtime: factories, dtypes, read-back, devices, disposal, memory accounting.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, emptyCache, info, memoryStats, ops } from '../src/index.js';
@@ -162,6 +164,47 @@ describe('Tensor', () => {
     y.dispose();
     expect(memoryStats('cpu').liveTensors).toBe(start);
   });
+
+  it('forgotten tensors are collected without a forced collection, and a loop that disposes sets off none', () => {
+    // V8 learns of tensor memory as external memory (binding/tensor_handle.cc: the highest of the recent windows'
+    // low-water marks of live bytes). A loop whose tensor memory rises and is all disposed again every round, with
+    // JavaScript work in between (a training step), must not set off a full collection each round (1,102 of them in
+    // npm start when every tensor was reported as it came and went); tensors a loop forgets must still be collected.
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      import { PerformanceObserver, constants } from 'node:perf_hooks';
+      const { Tensor, memoryStats } = await import(new URL('./dist/src/index.js', 'file://' + process.cwd() + '/').href);
+      const MB = 1 << 20, yieldNow = () => new Promise((r) => setImmediate(r));
+      let majors = 0;
+      const gcs = new PerformanceObserver((list) => { for (const e of list.getEntries()) if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++; });
+      gcs.observe({ entryTypes: ['gc'] });
+      // 24 rounds that hold 128 MiB at their peak, allocate JavaScript objects, and dispose every tensor.
+      let objects = 0;
+      for (let round = 0; round < 24; round++) {
+        const held = [];
+        for (let i = 0; i < 8; i++) held.push(Tensor.empty([4 * MB], { device: 'cpu' }));
+        for (let j = 0; j < 20; j++) objects += Array.from({ length: 20000 }, (_, i) => ({ i })).length;
+        for (const t of held) t.dispose();
+        await yieldNow();
+      }
+      await yieldNow();
+      const disposingMajors = majors;
+      // 16 GiB of 16 MiB tensors (pages never touched) that are never disposed, the loop yielding between them as an
+      // async loop does, so that the finalization registry's callbacks can run.
+      const before = memoryStats('cpu').inUse;
+      let most = 0;
+      for (let i = 0; i < 1024; i++) {
+        Tensor.empty([4 * MB], { device: 'cpu' });
+        most = Math.max(most, memoryStats('cpu').inUse - before);
+        await yieldNow();
+      }
+      console.log(JSON.stringify({ disposingMajors, mostMiB: most / MB, leaked: memoryStats('cpu').leakedTensors }));
+      gcs.disconnect();`], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { disposingMajors: number; mostMiB: number; leaked: number };
+    expect(got.disposingMajors, 'full collections during the 24 disposing rounds').toBeLessThanOrEqual(4);
+    expect(got.leaked, 'forgotten tensors freed by the collector (of 1024)').toBeGreaterThan(800);
+    expect(got.mostMiB, 'forgotten tensor memory at its peak, MiB (of 16384 created)').toBeLessThan(4096);
+  }, 180_000);
 
   it('frees forgotten tensors through the finalization registry', async () => {
     if (typeof globalThis.gc !== 'function') {

@@ -40,7 +40,7 @@ const ARRAY_OF: { [K in DType]: new (n: number) => TypedArrayOf[K] } = {
 let leaked = 0;
 const registry = new FinalizationRegistry<NativeTensorHandle>((handle) => {
   leaked++;
-  native().tensorDispose(handle);
+  native().tensorDispose(handle, true);
 });
 
 export function parseDType(value: unknown, what: string): DType {
