@@ -91,13 +91,18 @@ struct EnvData {
   // 64 MiB past its level at the last one. Telling it of every tensor as it came and went made every training step,
   // whose activations rise by more than that and are disposed again, set off collections that could free nothing
   // (1,102 in `npm start`: ~11 % of the main thread, and the marking threads took CPU from the kernels). V8 is told
-  // instead, at the end of each window of kWindowBytes of creations, the highest of the last kWindows windows' least
-  // live bytes: memory created and disposed within a window never counts; a level that live memory keeps for a
-  // whole window (a KV cache through a generation, weights, tensors leaked to the collector) counts at the window's
+  // instead, at the end of each window of creations (window_bytes()), the highest of the last kWindows windows'
+  // least live bytes: memory created and disposed within a window never counts; a level that live memory keeps for
+  // a whole window (a KV cache through a generation, weights, tensors leaked to the collector) counts at the window's
   // end, and is forgotten kWindows windows after it was last held. A steady loop's figure settles after its first
-  // rounds; a leak raises it a window at a time.
+  // rounds; a leak raises it a window at a time. The price: after a high level is disposed, forgotten tensors can
+  // grow back to it (within the memory the program just held, which the caching allocators keep anyway) before the
+  // collector hears of them, until the window that held it ages out or collected frees clear the history.
   static constexpr int kWindows = 32;
-  static constexpr int64_t kWindowBytes = int64_t{64} << 20;
+  static constexpr int64_t kMinWindowBytes = int64_t{64} << 20;
+  // A window: 64 MiB of creations, or a quarter of the level V8 was last told if more, so that the history spans a
+  // step of a large model too (a step creates several times the memory it keeps).
+  int64_t window_bytes() const { return std::max(kMinWindowBytes, reported / 4); }
   int64_t live_bytes = 0;             // bytes of this environment's live tensors (each storage once)
   int64_t window_low[kWindows] = {};  // the least live_bytes in each of the last windows (current: window % kWindows)
   int64_t window = 0;                 // windows begun so far
@@ -118,7 +123,7 @@ void report_external_memory(napi_env env, int64_t delta) {
     return;
   }
   d->window_created += delta;
-  if (d->window_created < EnvData::kWindowBytes) return;
+  if (d->window_created < d->window_bytes()) return;
   const int64_t target = *std::max_element(std::begin(d->window_low), std::end(d->window_low));
   if (target != d->reported) {
     int64_t total;
@@ -130,14 +135,14 @@ void report_external_memory(napi_env env, int64_t delta) {
   d->window_created = 0;
 }
 
-// The collector freed a forgotten tensor of `bytes`. Once such frees add up to kWindowBytes, the levels the windows
+// The collector freed a forgotten tensor of `bytes`. Once such frees add up to a window, the levels the windows
 // remember from before them are history (kept, they would let the next leak grow past the old peak before V8 hears
 // of it), and V8 hears of the drop at once. A program that forgets a small tensor now and then keeps its history.
 void external_memory_collected(napi_env env, int64_t bytes) {
   EnvData* d = env_data(env);
   if (d == nullptr) return;
   d->collected_bytes += bytes;
-  if (d->collected_bytes < EnvData::kWindowBytes) return;
+  if (d->collected_bytes < d->window_bytes()) return;
   d->collected_bytes = 0;
   std::fill(std::begin(d->window_low), std::end(d->window_low), d->live_bytes);
   if (d->live_bytes < d->reported) {
@@ -363,9 +368,9 @@ Napi::Value LiveTensors(const Napi::CallbackInfo& info) {
 
 void TensorHandle::Release() {
   if (!storage_) return;
+  // The memory stops counting with the last tensor over it (a view may outlive the tensor it was made from).
+  if (storage_->drop_holder() == 0 && env_) report_external_memory(env_, -static_cast<int64_t>(storage_->bytes()));
   storage_.reset();
-  if (env_) report_external_memory(env_, -reported_bytes_);
-  reported_bytes_ = 0;
 }
 
 Napi::Value TensorHandle::Create(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, std::vector<int64_t> shape,
@@ -379,9 +384,8 @@ Napi::Value TensorHandle::Create(Napi::Env env, std::shared_ptr<Storage> storage
   t->shape_ = std::move(shape);
   t->numel_ = numel_of(t->shape_);
   t->env_ = env;
-  // Memory is reported once, by the tensor that brought the storage; views (reshape) of it report nothing.
-  t->reported_bytes_ = t->storage_.use_count() == 1 ? static_cast<int64_t>(t->storage_->bytes()) : 0;
-  report_external_memory(env, t->reported_bytes_);
+  // Memory counts once per storage, from its first tensor to its last (reshape views share it).
+  if (t->storage_->add_holder() == 1) report_external_memory(env, static_cast<int64_t>(t->storage_->bytes()));
   if (handle) *handle = t;
   return Napi::Number::New(env, id);
 }

@@ -42,7 +42,6 @@ class TensorHandle {
   DType dtype_ = DType::f32;
   std::vector<int64_t> shape_;
   int64_t numel_ = 0;
-  int64_t reported_bytes_ = 0;  // external memory reported to V8
   napi_env env_ = nullptr;
 };
 

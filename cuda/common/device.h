@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,12 +34,17 @@ class Storage {
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+  // Tensor handles over this storage (a tensor and its reshape views): the binding counts the memory as a tensor's
+  // while any of them lives. Each returns the count after the change.
+  int add_holder() { return ++holders_; }
+  int drop_holder() { return --holders_; }
 
  private:
   Storage(Device d, void* p, size_t n) : device_(d), data_(p), bytes_(n) {}
   Device device_;
   void* data_;
   size_t bytes_;
+  std::atomic<int> holders_{0};
 };
 
 // Copies between any two devices (host<->device copies synchronize with the compute stream).
