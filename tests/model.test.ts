@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AdamW, CausalLM, Llama2cTokenizer, Tensor, gatherRows, loadModel, ops, responseRows, scatterRows, type ModelConfig } from '../src/index.js';
+import { AdamW, CausalLM, Llama2cTokenizer, PagedKVCache, Tensor, gatherRows, loadModel, ops, responseRows, scatterRows, type ModelConfig } from '../src/index.js';
 import { parseLlama2c } from '../src/model/llama2c.js';
 import { parseSafetensors } from '../src/model/safetensors.js';
 import { sample, sampleMany } from '../src/model/model.js';
@@ -94,6 +94,30 @@ describe.skipIf(!present)('stories260K', () => {
       }
       expect(together[b]!.tokens).toEqual(seq.slice(p.length));
     }
+    model.dispose();
+  });
+
+  it("extend's logits go into a caller's buffer when given one, the same values; a wrong buffer is refused by name", () => {
+    const { model, tokenizer } = load();
+    const c = model.config;
+    const prompts = ['Tom had a red', 'The sun was hot and the'].map((t) => Int32Array.from(tokenizer!.encode(t)));
+    const caches = [0, 1].map(() => new PagedKVCache({ layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim, numBlocks: 16, dtype: model.dtype, device: model.device }));
+    for (const cache of caches) [0, 1].forEach((id) => cache.allocate(id));
+    const out = new Float32Array(3 * c.vocabSize).fill(NaN);
+    const fresh = model.extend(caches[0]!, [0, 1], prompts);
+    const into = model.extend(caches[1]!, [0, 1], prompts, out);
+    expect(into.logits.buffer).toBe(out.buffer);
+    expect(into.logits.length).toBe(2 * c.vocabSize);
+    expect(Array.from(into.logits)).toEqual(Array.from(fresh.logits));
+    expect(Number.isNaN(out[2 * c.vocabSize])).toBe(true); // past the rows it needs, out is untouched
+    // a decode step into the same buffer, against one without
+    const next = [Int32Array.of(5), Int32Array.of(7)];
+    expect(Array.from(model.extend(caches[1]!, [0, 1], next, out).logits)).toEqual(Array.from(model.extend(caches[0]!, [0, 1], next).logits));
+    const lengths = caches.map((cache) => cache.length(0));
+    expect(() => model.extend(caches[1]!, [0, 1], next, new Float64Array(2 * c.vocabSize) as unknown as Float32Array)).toThrow(/'out' must be a Float32Array/);
+    expect(() => model.extend(caches[1]!, [0, 1], next, new Float32Array(2 * c.vocabSize - 1))).toThrow(/'out' holds 1023 floats/);
+    expect(caches.map((cache) => cache.length(0))).toEqual(lengths); // refused before the cache was touched
+    for (const cache of caches) cache.dispose();
     model.dispose();
   });
 

@@ -86,6 +86,8 @@ export class Engine {
   #disposed = false;
   #seeds = 0;
   #stats = { steps: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0 };
+  /** The steps' logits, one buffer reused (grown to the largest batch): a step's are sampled before the next. */
+  #logits = new Float32Array(0);
 
   constructor(model: CausalLM, options: EngineOptions = {}) {
     const c = model.config;
@@ -125,7 +127,7 @@ export class Engine {
     const seq = this.#newSeq();
     try {
       for (let at = 0; at < tokens.length; at += this.maxBatchTokens) {
-        this.model.extend(this.cache, [seq], [Int32Array.from(tokens.slice(at, at + this.maxBatchTokens))]);
+        this.model.extend(this.cache, [seq], [Int32Array.from(tokens.slice(at, at + this.maxBatchTokens))], this.#logitsFor(1));
       }
     } catch (e) {
       this.cache.free(seq);
@@ -280,7 +282,7 @@ export class Engine {
     let logits: Float32Array;
     try {
       batch.forEach((r, i) => (r.grown += this.cache.blocksNeeded(r.seq, tokens[i]!.length)));
-      logits = this.model.extend(this.cache, ids, tokens).logits;
+      logits = this.model.extend(this.cache, ids, tokens, this.#logitsFor(ids.length)).logits;
     } catch (e) {
       for (const r of batch) {
         this.cache.free(r.seq);
@@ -319,6 +321,12 @@ export class Engine {
       else if (g.tokens.length >= r.limit) this.#finish(r, 'length');
       else r.next = pick.token;
     });
+  }
+
+  #logitsFor(rows: number): Float32Array {
+    const n = rows * this.model.config.vocabSize;
+    if (this.#logits.length < n) this.#logits = new Float32Array(Math.max(n, Math.min(2 * this.#logits.length, this.maxRunning * this.model.config.vocabSize)));
+    return this.#logits;
   }
 
   /** Ends every request (rejected) and frees the cache. */

@@ -466,7 +466,8 @@ export class CausalLM {
       // Prefill: every prompt at once; logits of each prompt's last position.
       const ids = prompts.map((_, b) => b);
       ids.forEach((b) => cache.allocate(b));
-      let step = this.extend(cache, ids, packed);
+      const logits = new Float32Array(prompts.length * c.vocabSize); // every step's logits, in turn
+      let step = this.extend(cache, ids, packed, logits);
       let running = ids.filter((b) => limit[b]! > 0);
       for (;;) {
         const next: number[] = [];
@@ -488,7 +489,7 @@ export class CausalLM {
         }
         running = next;
         if (running.length === 0) break;
-        step = this.extend(cache, running, chosen.map((t) => Int32Array.of(t)));
+        step = this.extend(cache, running, chosen.map((t) => Int32Array.of(t)), logits);
       }
       return out;
     } finally {
@@ -500,11 +501,19 @@ export class CausalLM {
    * Appends tokens[i] to sequence ids[i] of `cache` (every layer, one packed forward: prefills and decode steps mix)
    * and returns the logits (f32, ids.length × V) of each sequence's last new token. The cache must match the model
    * (layers, kvHeads, headDim, dtype, device). Throws before touching the cache when its pool cannot hold the tokens.
+   * `out`: where the logits go (its first ids.length × V elements; the result is a view of them), so that a decode
+   * loop reuses one buffer instead of allocating (and zero-filling) a new one a step: 9.7 MB at 16 × 151,936.
    */
-  extend(cache: PagedKVCache, ids: readonly number[], tokens: readonly Int32Array[]): { ids: number[]; logits: Float32Array } {
+  extend(cache: PagedKVCache, ids: readonly number[], tokens: readonly Int32Array[], out?: Float32Array): { ids: number[]; logits: Float32Array } {
     const c = this.config;
     if (!Array.isArray(ids) || !Array.isArray(tokens) || ids.length === 0 || ids.length !== tokens.length) {
       throw new TypeError('CausalLM.extend: ids and tokens must be non-empty arrays of the same length');
+    }
+    if (out !== undefined) {
+      if (!(out instanceof Float32Array)) throw new TypeError(`CausalLM.extend: argument 'out' must be a Float32Array, not ${describe(out)}`);
+      if (out.length < ids.length * c.vocabSize) {
+        throw new RangeError(`CausalLM.extend: argument 'out' holds ${out.length} floats, the logits of ${ids.length} sequences need ${ids.length * c.vocabSize}`);
+      }
     }
     if (cache.layers !== c.layers || cache.kvHeads !== c.kvHeads || cache.headDim !== c.headDim || cache.device !== this.device) {
       throw new TypeError(`CausalLM.extend: the cache (${cache.layers} layers, ${cache.kvHeads}×${cache.headDim}, ${cache.device}) does not match the model (${c.layers} layers, ${c.kvHeads}×${c.headDim}, ${this.device})`);
@@ -518,10 +527,10 @@ export class CausalLM {
     const need = ids.reduce((n, id, i) => n + cache.blocksNeeded(id, lens[i]!), 0);
     const free = cache.freeBlocks;
     if (need > free) throw new RangeError(`CausalLM.extend: the tokens need ${need} more cache blocks, ${free} are free`);
-    return this.#extend(cache, [...ids], tokens, lens);
+    return this.#extend(cache, [...ids], tokens, lens, out);
   }
 
-  #extend(cache: PagedKVCache, ids: number[], tokens: readonly Int32Array[], lens: number[]): { ids: number[]; logits: Float32Array } {
+  #extend(cache: PagedKVCache, ids: number[], tokens: readonly Int32Array[], lens: number[], out?: Float32Array): { ids: number[]; logits: Float32Array } {
     const c = this.config;
     const cu = new Int32Array(ids.length + 1);
     lens.forEach((n, i) => (cu[i + 1] = cu[i]! + n));
@@ -550,7 +559,8 @@ export class CausalLM {
       try {
         const logits = this.#head(h);
         try {
-          return { ids, logits: logits.readInto(new Float32Array(ids.length * c.vocabSize)) };
+          const n = ids.length * c.vocabSize;
+          return { ids, logits: logits.readInto(out ? out.subarray(0, n) : new Float32Array(n)) };
         } finally {
           logits.dispose();
         }
