@@ -240,7 +240,11 @@ describe('the tiny preset', () => {
   it('runs end to end from the packaged checkpoint (a few steps) and ends with the held-out line', () => {
     const out = join(tempDir(), 'run');
     const cli = join(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
-    const stdout = execFileSync(process.execPath, [cli, 'train', '--preset', 'tiny', '--steps', '3', '--out', out, '--no-progress'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = spawnSync(process.execPath, [cli, 'train', '--preset', 'tiny', '--steps', '3', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    // stderr is not a terminal here: progress comes as lines (about every tenth of the run; here every step)
+    expect(r.stderr.match(/^train step \d\/3: reward \d\.\d{3}, entropy (\d\.\d{3}|–), aepo (on|off), \d+\.\d\d s\/step$/gm)).toHaveLength(3);
+    const stdout = r.stdout;
     const lines = stdout.trim().split('\n');
     expect(lines[lines.length - 1]).toMatch(/^held-out accuracy: before=0\.\d{3} after=0\.\d{3}$/);
     const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { before: { macro: number; byTask: Record<string, { n: number }> } };

@@ -103,7 +103,18 @@ export function refuseTokenizer(o: { tokenizer?: string }, what: string): void {
 }
 
 function progress(enabled: boolean) {
-  if (!enabled || !process.stderr.isTTY) return { update: (_r: StepRecord, _t: number) => {}, stop: () => {} };
+  if (!enabled) return { update: (_r: StepRecord, _t: number) => {}, stop: () => {} };
+  if (!process.stderr.isTTY) {
+    // a log rather than a terminal: a line about every tenth of the run (and the last step)
+    return {
+      update(r: StepRecord, total: number) {
+        if (r.step % Math.max(1, Math.ceil(total / 10)) !== 0 && r.step !== total) return;
+        const entropy = r.batchEntropy?.toFixed(3) ?? '–';
+        process.stderr.write(`train step ${r.step}/${total}: reward ${r.rewardMean.toFixed(3)}, entropy ${entropy}, aepo ${r.aepoOn ? 'on' : 'off'}, ${r.stepSeconds.toFixed(2)} s/step\n`);
+      },
+      stop: () => {},
+    };
+  }
   const bar = new cliProgress.SingleBar({ format: 'train {bar} {value}/{total} steps | reward {reward} | entropy {entropy} | aepo {aepo} | {sps} s/step', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
   let started = false;
   return {
