@@ -113,6 +113,14 @@ struct EnvData {
 
 EnvData* env_data(napi_env env) { return Napi::Env(env).GetInstanceData<EnvData>(); }
 
+// V8's figure becomes `level`.
+void tell_v8(napi_env env, EnvData* d, int64_t level) {
+  if (level == d->reported) return;
+  int64_t total;
+  napi_adjust_external_memory(env, level - d->reported, &total);
+  d->reported = level;
+}
+
 void report_external_memory(napi_env env, int64_t delta) {
   EnvData* d = env_data(env);
   if (d == nullptr || delta == 0) return;  // nothing, or the environment is being torn down
@@ -124,12 +132,7 @@ void report_external_memory(napi_env env, int64_t delta) {
   }
   d->window_created += delta;
   if (d->window_created < d->window_bytes()) return;
-  const int64_t target = *std::max_element(std::begin(d->window_low), std::end(d->window_low));
-  if (target != d->reported) {
-    int64_t total;
-    napi_adjust_external_memory(env, target - d->reported, &total);
-    d->reported = target;
-  }
+  tell_v8(env, d, *std::max_element(std::begin(d->window_low), std::end(d->window_low)));
   d->window++;
   d->window_low[d->window % EnvData::kWindows] = d->live_bytes;
   d->window_created = 0;
@@ -145,11 +148,7 @@ void external_memory_collected(napi_env env, int64_t bytes) {
   if (d->collected_bytes < d->window_bytes()) return;
   d->collected_bytes = 0;
   std::fill(std::begin(d->window_low), std::end(d->window_low), d->live_bytes);
-  if (d->live_bytes < d->reported) {
-    int64_t total;
-    napi_adjust_external_memory(env, d->live_bytes - d->reported, &total);
-    d->reported = d->live_bytes;
-  }
+  if (d->live_bytes < d->reported) tell_v8(env, d, d->live_bytes);
 }
 
 // Limits that keep sizes far from integer overflow anywhere downstream.
@@ -312,9 +311,10 @@ class ReadWorker : public Napi::AsyncWorker {
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) {
     if (EnvData* d = env_data(info.Env())) {
+      const bool collected = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
       const int64_t live = d->live_bytes;
       d->tensors.remove(info[0].As<Napi::Number>().DoubleValue());
-      if (info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value()) external_memory_collected(info.Env(), live - d->live_bytes);
+      if (collected) external_memory_collected(info.Env(), live - d->live_bytes);
     }
   }
   return info.Env().Undefined();

@@ -28,8 +28,10 @@ export interface NativeCudaStatus {
 export interface NativeAddon {
   empty(shape: number[], dtype: string, device: string, zero: boolean): NativeTensorHandle;
   fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensorHandle;
-  /** Frees a live tensor; anything else (an id disposed already) is left alone. */
-  /** collected: the finalization registry frees a tensor the collector found unreachable. */
+  /**
+   * Frees a live tensor; anything else (an id disposed already) is left alone. collected: the finalization registry
+   * frees a tensor the collector found unreachable.
+   */
   tensorDispose(t: NativeTensorHandle, collected?: boolean): void;
   tensorRead<T extends ArrayBufferView>(t: NativeTensorHandle, out: T): T;
   tensorReadAsync<T extends ArrayBufferView>(t: NativeTensorHandle, out: T): Promise<T>;
