@@ -131,9 +131,27 @@ class HostCache {
   }
 
  private:
+  // Buffers in whole 2 MiB units (every one of 8 MiB and up) start on a 2 MiB boundary and ask for transparent huge
+  // pages: one TLB entry per 2 MiB instead of 512, and the hardware prefetchers, which stop at page boundaries, run
+  // on. 2-core Zen 4 VM, 16 x 4K bf16 paged decode (256 MiB of K/V) beside a read stream over 256 MiB, same process,
+  // six alternated rounds: 31-33 -> 37-39 GB/s and 44-49 -> 50-60 GB/s where the machine's memory was fast, no
+  // change where it was slow. QWENLONG_HUGE_PAGES=0 (read at each new mapping) keeps 4 KiB pages.
   static void* map(size_t bytes) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? nullptr : p;
+    constexpr size_t kHuge = size_t{2} << 20;
+    const char* env = getenv("QWENLONG_HUGE_PAGES");
+    if (bytes % kHuge != 0 || (env && std::strcmp(env, "0") == 0)) {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      return p == MAP_FAILED ? nullptr : p;
+    }
+    // map a 2 MiB more, keep the aligned part
+    void* raw = mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    const uintptr_t base = reinterpret_cast<uintptr_t>(raw), start = (base + kHuge - 1) & ~(uintptr_t{kHuge} - 1);
+    if (start > base) munmap(raw, start - base);
+    if (start + bytes < base + bytes + kHuge) munmap(reinterpret_cast<void*>(start + bytes), base + bytes + kHuge - (start + bytes));
+    void* p = reinterpret_cast<void*>(start);
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
   }
   // An eighth of the machine's memory, at most 4 GiB.
   static size_t cap() {
