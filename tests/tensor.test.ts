@@ -1,5 +1,6 @@
 // Tensor runtime: factories, dtypes, read-back, devices, disposal, memory accounting.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -218,6 +219,38 @@ describe('Tensor', () => {
     expect(got.mostMiB, 'forgotten tensor memory at its peak, MiB (of 16384 created)').toBeLessThan(8192);
     expect(got.views, 'forgotten views freed by the collector while the loop ran (of 256; none when a view counted nothing)').toBeGreaterThan(32);
   }, 180_000);
+
+  it('large CPU tensors get transparent huge pages, unless QWENLONG_HUGE_PAGES=0', () => {
+    let mode = '';
+    try {
+      mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? '';
+    } catch {
+      // not Linux, or no THP
+    }
+    if (mode !== 'madvise' && mode !== 'always') {
+      console.log(`skipped: transparent huge pages are ${mode || 'unavailable'} here`);
+      return;
+    }
+    // A 64 MiB tensor, written everywhere; AnonHugePages of the process before and after, in KiB.
+    const run = (env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+        import { readFileSync } from 'node:fs';
+        const { Tensor } = await import(new URL('./dist/src/index.js', 'file://' + process.cwd() + '/').href);
+        const huge = () => Number(/AnonHugePages:\\s+(\\d+)/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))[1]);
+        const before = huge();
+        const t = Tensor.from(new Float32Array(16 << 20).fill(1.5), [16 << 20], { device: 'cpu' });
+        const grew = huge() - before;
+        console.log(JSON.stringify({ grew, same: (await t.toFloat32Array()).every((x) => x === 1.5) }));`], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!) as { grew: number; same: boolean };
+    };
+    const on = run({}), off = run({ QWENLONG_HUGE_PAGES: '0' });
+    expect(on.same && off.same, 'the tensor reads back what was written').toBe(true);
+    // All 32 of its 2 MiB pages where the kernel finds the memory (it compacts for a madvised region); half at least.
+    expect(on.grew, 'KiB of huge pages gained by a 64 MiB tensor').toBeGreaterThanOrEqual(32 << 10);
+    // Under 'always' the kernel may back any large mapping with huge pages; under 'madvise' only the ones that ask.
+    if (mode === 'madvise') expect(off.grew, 'KiB of huge pages gained with QWENLONG_HUGE_PAGES=0').toBeLessThan(2 << 10);
+  }, 60_000);
 
   it('frees forgotten tensors through the finalization registry', async () => {
     if (typeof globalThis.gc !== 'function') {
