@@ -29,6 +29,17 @@ function llcBytes(): number {
   return 32 * 1024 ** 2;
 }
 
+/** Whether large CPU buffers get transparent huge pages (they ask for them unless QWENLONG_HUGE_PAGES=0). */
+function hugePages(): string {
+  if (process.env.QWENLONG_HUGE_PAGES === '0') return 'off (QWENLONG_HUGE_PAGES=0)';
+  try {
+    const mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
+    return mode === 'never' ? 'none (transparent huge pages are off in this kernel)' : `asked for (THP ${mode ?? 'unknown'})`;
+  } catch {
+    return 'unknown (no transparent huge pages setting)';
+  }
+}
+
 const suite: BenchSuite = {
   name: 'kv',
   description: 'paged-KV decode attention (CPU) against a read-only memory stream',
@@ -38,6 +49,7 @@ const suite: BenchSuite = {
     const hq = 32, hkv = 8, D = 128, bs = 16;
     const llc = llcBytes();
     ctx.log(`last-level cache ${(llc / 2 ** 20).toFixed(0)} MiB; the target applies from ${((4 * llc) / 2 ** 20).toFixed(0)} MiB of K/V`);
+    ctx.log(`huge pages for the caches and the stream: ${hugePages()}`);
     const shapes = ctx.quick ? [[1, 4096], [4, 4096]] : [[1, 4096], [16, 4096], [1, 32768], [16, 32768]];
     for (const dtype of ['bf16', 'f32'] as const) {
       for (const [batch, context] of shapes as [number, number][]) {
