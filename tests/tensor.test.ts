@@ -231,6 +231,10 @@ describe('Tensor', () => {
       console.log(`skipped: transparent huge pages are ${mode || 'unavailable'} here`);
       return;
     }
+    if ((process.env.LD_PRELOAD ?? '').includes('asan')) {
+      console.log('skipped: under AddressSanitizer every buffer comes from malloc (no huge pages asked for)');
+      return;
+    }
     // A 64 MiB tensor, written everywhere; AnonHugePages of the process before and after, in KiB.
     const run = (env: Record<string, string>) => {
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
