@@ -135,20 +135,23 @@ class HostCache {
   // pages: one TLB entry per 2 MiB instead of 512, and the hardware prefetchers, which stop at page boundaries, run
   // on. 2-core Zen 4 VM, 16 x 4K bf16 paged decode (256 MiB of K/V) beside a read stream over 256 MiB, same process,
   // six alternated rounds: 31-33 -> 37-39 GB/s and 44-49 -> 50-60 GB/s where the machine's memory was fast, no
-  // change where it was slow. QWENLONG_HUGE_PAGES=0 (read at each new mapping) keeps 4 KiB pages.
+  // change where it was slow. QWENLONG_HUGE_PAGES=0 (read once, at the first large buffer) keeps 4 KiB pages.
   static void* map(size_t bytes) {
     constexpr size_t kHuge = size_t{2} << 20;
-    const char* env = getenv("QWENLONG_HUGE_PAGES");
-    if (bytes % kHuge != 0 || (env && std::strcmp(env, "0") == 0)) {
+    static const bool huge = [] {
+      const char* env = getenv("QWENLONG_HUGE_PAGES");
+      return !(env && std::strcmp(env, "0") == 0);
+    }();
+    if (!huge || bytes % kHuge != 0) {
       void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       return p == MAP_FAILED ? nullptr : p;
     }
-    // map a 2 MiB more, keep the aligned part
+    // 2 MiB more than asked for, then the parts before and after an aligned run of `bytes` unmapped
     void* raw = mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return nullptr;
     const uintptr_t base = reinterpret_cast<uintptr_t>(raw), start = (base + kHuge - 1) & ~(uintptr_t{kHuge} - 1);
     if (start > base) munmap(raw, start - base);
-    if (start + bytes < base + bytes + kHuge) munmap(reinterpret_cast<void*>(start + bytes), base + bytes + kHuge - (start + bytes));
+    munmap(reinterpret_cast<void*>(start + bytes), kHuge - (start - base));  // never empty: start - base < 2 MiB
     void* p = reinterpret_cast<void*>(start);
     madvise(p, bytes, MADV_HUGEPAGE);
     return p;
