@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { native } from '../src/native/addon.js';
-import { info } from '../src/native/runtime.js';
+import { hugePageMode, info } from '../src/native/runtime.js';
 import { Tensor } from '../src/native/tensor.js';
 import { PagedKVCache } from '../src/ops/kv_cache.js';
 import * as ops from '../src/ops/index.js';
@@ -32,12 +32,9 @@ function llcBytes(): number {
 /** Whether large CPU buffers get transparent huge pages (they ask for them unless QWENLONG_HUGE_PAGES=0). */
 function hugePages(): string {
   if (process.env.QWENLONG_HUGE_PAGES === '0') return 'off (QWENLONG_HUGE_PAGES=0)';
-  try {
-    const mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
-    return mode === 'never' ? 'none (transparent huge pages are off in this kernel)' : `asked for (THP ${mode ?? 'unknown'})`;
-  } catch {
-    return 'unknown (no transparent huge pages setting)';
-  }
+  const mode = hugePageMode();
+  if (mode === null) return 'unknown (no transparent huge pages setting)';
+  return mode === 'never' ? 'none (transparent huge pages are off in this kernel)' : `asked for (THP ${mode})`;
 }
 
 const suite: BenchSuite = {

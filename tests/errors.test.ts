@@ -6,13 +6,9 @@ import { describe, expect, it } from 'vitest';
 
 import { Tensor, memoryStats, ops, setIsa, setThreads } from '../src/index.js';
 import { native } from '../src/native/addon.js';
+import { root, runNode } from './helpers.js';
 
-const root = join(import.meta.dirname, '..');
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');
-
-function runNode(code: string, env: Record<string, string>) {
-  return spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
-}
 
 describe('ops.add / ops.scale bad input', () => {
   const a = Tensor.from([1, 2, 3, 4], [2, 2], { device: 'cpu' });
@@ -198,7 +194,7 @@ describe('thread pool', () => {
   it('resizing between parallel ops never loses a job (a child process, killed if it hangs)', () => {
     // Workers started by a resize must wait for the next job; one that woke at once could run part of that job and
     // count itself done twice, leaving the caller waiting forever.
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    const r = runNode(`
       import { Tensor, ops, setThreads } from './dist/src/index.js';
       const a = Tensor.from(new Float32Array(1 << 16).fill(1), [1 << 16], { device: 'cpu' });
       const out = Tensor.empty([1 << 16], { device: 'cpu' });
@@ -208,7 +204,7 @@ describe('thread pool', () => {
         ops.matmul(Tensor.from(new Float32Array(64 * 64).fill(1), [64, 64], { device: 'cpu' }), Tensor.from(new Float32Array(64 * 64).fill(1), [64, 64], { device: 'cpu' }));
       }
       const x = await out.toArray();
-      console.log(x[0], x[x.length - 1]);`], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+      console.log(x[0], x[x.length - 1]);`, {}, 120_000);
     expect(r.signal, 'the loop hung (killed at the timeout)').toBeNull();
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('2 2');

@@ -1,5 +1,15 @@
 /** Shared test helpers: seeded random inputs, float64 references, the tolerance rule, ISA and device loops. */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { info, setIsa } from '../src/native/runtime.js';
+
+/** The package root (where dist/ is): child processes run there. */
+export const root = join(import.meta.dirname, '..');
+
+/** A child Node process running `code` as an ES module in the package root, with `env` added to this environment. */
+export function runNode(code: string, env: Record<string, string> = {}, timeout?: number) {
+  return spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8', timeout });
+}
 
 /** mulberry32: a small seeded generator, so every test input is reproducible. */
 export function rng(seed: number): () => number {

@@ -1,12 +1,10 @@
 // Tensor runtime: factories, dtypes, read-back, devices, disposal, memory accounting.
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, emptyCache, info, memoryStats, ops } from '../src/index.js';
 import { f32ToBf16, f32ToF16 } from '../src/native/half.js';
-import { gpuRun, randomArray } from './helpers.js';
+import { hugePageMode } from '../src/native/runtime.js';
+import { gpuRun, randomArray, runNode } from './helpers.js';
 
 const device = gpuRun() ? 'cuda' : 'cpu';
 
@@ -171,7 +169,7 @@ describe('Tensor', () => {
     // low-water marks of live bytes). A loop whose tensor memory rises and is all disposed again every round, with
     // JavaScript work in between (a training step), must not set off a full collection each round (1,102 of them in
     // npm start when every tensor was reported as it came and went); tensors a loop forgets must still be collected.
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    const r = runNode(`
       import { PerformanceObserver, constants } from 'node:perf_hooks';
       const { Tensor, memoryStats } = await import(new URL('./dist/src/index.js', 'file://' + process.cwd() + '/').href);
       const MB = 1 << 20, yieldNow = () => new Promise((r) => setImmediate(r));
@@ -209,7 +207,7 @@ describe('Tensor', () => {
         await yieldNow();
       }
       console.log(JSON.stringify({ disposingMajors, mostMiB: most / MB, leaked: memoryStats('cpu').leakedTensors - leakedBefore - views, views }));
-      gcs.disconnect();`], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 120_000 });
+      gcs.disconnect();`, {}, 120_000);
     expect(r.status, r.stderr).toBe(0);
     const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { disposingMajors: number; mostMiB: number; leaked: number; views: number };
     expect(got.disposingMajors, 'full collections during the 24 disposing rounds').toBeLessThanOrEqual(4);
@@ -221,12 +219,7 @@ describe('Tensor', () => {
   }, 180_000);
 
   it('large CPU tensors get transparent huge pages, unless QWENLONG_HUGE_PAGES=0', () => {
-    let mode = '';
-    try {
-      mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? '';
-    } catch {
-      // not Linux, or no THP
-    }
+    const mode = hugePageMode() ?? '';
     if (mode !== 'madvise' && mode !== 'always') {
       console.log(`skipped: transparent huge pages are ${mode || 'unavailable'} here`);
       return;
@@ -237,14 +230,14 @@ describe('Tensor', () => {
     }
     // A 64 MiB tensor, written everywhere; AnonHugePages of the process before and after, in KiB.
     const run = (env: Record<string, string>) => {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const r = runNode(`
         import { readFileSync } from 'node:fs';
         const { Tensor } = await import(new URL('./dist/src/index.js', 'file://' + process.cwd() + '/').href);
         const huge = () => Number(/AnonHugePages:\\s+(\\d+)/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))[1]);
         const before = huge();
         const t = Tensor.from(new Float32Array(16 << 20).fill(1.5), [16 << 20], { device: 'cpu' });
         const grew = huge() - before;
-        console.log(JSON.stringify({ grew, same: (await t.toFloat32Array()).every((x) => x === 1.5) }));`], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+        console.log(JSON.stringify({ grew, same: (await t.toFloat32Array()).every((x) => x === 1.5) }));`, env, 60_000);
       expect(r.status, r.stderr).toBe(0);
       return JSON.parse(r.stdout.trim().split('\n').pop()!) as { grew: number; same: boolean };
     };

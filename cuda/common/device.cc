@@ -134,7 +134,7 @@ class HostCache {
   // Buffers in whole 2 MiB units (every one of 8 MiB and up) start on a 2 MiB boundary and ask for transparent huge
   // pages: one TLB entry per 2 MiB instead of 512, and the hardware prefetchers, which stop at page boundaries, run
   // on. 2-core Zen 4 VM, 16 x 4K bf16 paged decode (256 MiB of K/V) beside a read stream over 256 MiB, same process,
-  // six alternated rounds: 31-33 -> 37-39 GB/s and 44-49 -> 50-60 GB/s where the machine's memory was fast, no
+  // six alternated rounds: 31-33 -> 37-39 GB/s and 44-49 -> 52-60 GB/s where the machine's memory was fast, no
   // change where it was slow. QWENLONG_HUGE_PAGES=0 (read once, at the first large buffer) keeps 4 KiB pages.
   static void* map(size_t bytes) {
     constexpr size_t kHuge = size_t{2} << 20;

@@ -102,6 +102,11 @@ export function refuseTokenizer(o: { tokenizer?: string }, what: string): void {
   if (o.tokenizer !== undefined) throw new Error(`--tokenizer: ${what} brings its own tokenizer; leave out --tokenizer`);
 }
 
+/** A step's figures as the progress bar and the progress lines print them. */
+function stepFields(r: StepRecord) {
+  return { reward: r.rewardMean.toFixed(3), entropy: r.batchEntropy?.toFixed(3) ?? '–', aepo: r.aepoOn ? 'on' : 'off', sps: r.stepSeconds.toFixed(2) };
+}
+
 function progress(enabled: boolean) {
   if (!enabled) return { update: (_r: StepRecord, _t: number) => {}, stop: () => {} };
   if (!process.stderr.isTTY) {
@@ -109,8 +114,8 @@ function progress(enabled: boolean) {
     return {
       update(r: StepRecord, total: number) {
         if (r.step % Math.max(1, Math.ceil(total / 10)) !== 0 && r.step !== total) return;
-        const entropy = r.batchEntropy?.toFixed(3) ?? '–';
-        process.stderr.write(`train step ${r.step}/${total}: reward ${r.rewardMean.toFixed(3)}, entropy ${entropy}, aepo ${r.aepoOn ? 'on' : 'off'}, ${r.stepSeconds.toFixed(2)} s/step\n`);
+        const f = stepFields(r);
+        process.stderr.write(`train step ${r.step}/${total}: reward ${f.reward}, entropy ${f.entropy}, aepo ${f.aepo}, ${f.sps} s/step\n`);
       },
       stop: () => {},
     };
@@ -119,7 +124,7 @@ function progress(enabled: boolean) {
   let started = false;
   return {
     update(r: StepRecord, total: number) {
-      const payload = { reward: r.rewardMean.toFixed(3), entropy: r.batchEntropy?.toFixed(3) ?? '–', aepo: r.aepoOn ? 'on' : 'off', sps: r.stepSeconds.toFixed(2) };
+      const payload = stepFields(r);
       if (!started) {
         bar.start(total, r.step, payload);
         started = true;

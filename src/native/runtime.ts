@@ -19,6 +19,15 @@ export interface Info {
 
 let version: string | undefined;
 
+/** The kernel's transparent-huge-page setting ('always', 'madvise' or 'never'), or null where there is none (not Linux). */
+export function hugePageMode(): string | null {
+  try {
+    return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 export function packageVersion(): string {
   version ??= (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
   return version;
