@@ -3,6 +3,9 @@
  *  1. GEMM f32: 1024³ and 4096 × 4096 × 1024 in NN, NT and TN, and the policy loss's three products (hidden
  *     h: 4096 × 1024, LM head W: 32768 × 1024): logits = h·Wᵀ (NT), dH = dlogits·W (NN), dW = dlogitsᵀ·h (TN).
  *     GFLOP/s, the fraction of the CPU's FMA peak, and torch.matmul's time over ours (OpenBLAS, same threads).
+ *     Then the policy loss's three products with bf16 operands: ours into f32 (as the policy loss uses them),
+ *     torch.matmul's into bf16 (its only choice on the CPU; oneDNN's AVX512-BF16 kernels where the CPU has them), and
+ *     the fraction of the bf16 dot-product peak (`fmaPeak(s, 'bf16')`: the FMA peak where bf16 is widened).
  *  2. Memory-bound layers (rmsNorm, swiglu, rope, embedding, adamw, add, with backwards): GB/s over the bytes they
  *     read and write, beside a plain memcpy (one thread) of the same number of bytes.
  *
@@ -28,6 +31,7 @@ interface GemmCase {
   k: number;
   transA: boolean;
   transB: boolean;
+  dtype: 'f32' | 'bf16';
 }
 
 function gemmCases(quick: boolean): GemmCase[] {
@@ -39,16 +43,18 @@ function gemmCases(quick: boolean): GemmCase[] {
   const cases: GemmCase[] = [];
   const squares: [number, number, number][] = quick ? [[512, 512, 512]] : [[1024, 1024, 1024], [4096, 4096, 1024]];
   for (const [m, n, k] of squares) {
-    for (const [name, transA, transB] of layouts) cases.push({ label: `${m}x${n}x${k} ${name}`, m, n, k, transA, transB });
+    for (const [name, transA, transB] of layouts) cases.push({ label: `${m}x${n}x${k} ${name}`, m, n, k, transA, transB, dtype: 'f32' });
   }
   const [tokens, hidden, vocab] = quick ? [512, 256, 4096] : [4096, 1024, 32768];
-  cases.push({ label: `logits = h·Wᵀ ${tokens}x${vocab}x${hidden} NT`, m: tokens, n: vocab, k: hidden, transA: false, transB: true });
-  cases.push({ label: `dH = dlogits·W ${tokens}x${hidden}x${vocab} NN`, m: tokens, n: hidden, k: vocab, transA: false, transB: false });
-  cases.push({ label: `dW = dlogitsᵀ·h ${vocab}x${hidden}x${tokens} TN`, m: vocab, n: hidden, k: tokens, transA: true, transB: false });
+  for (const dtype of ['f32', 'bf16'] as const) {
+    cases.push({ label: `logits = h·Wᵀ ${tokens}x${vocab}x${hidden} NT`, m: tokens, n: vocab, k: hidden, transA: false, transB: true, dtype });
+    cases.push({ label: `dH = dlogits·W ${tokens}x${hidden}x${vocab} NN`, m: tokens, n: hidden, k: vocab, transA: false, transB: false, dtype });
+    cases.push({ label: `dW = dlogitsᵀ·h ${vocab}x${hidden}x${tokens} TN`, m: vocab, n: hidden, k: tokens, transA: true, transB: false, dtype });
+  }
   return cases;
 }
 
-function randomTensor(shape: number[]): Tensor {
+function randomTensor(shape: number[], dtype: 'f32' | 'bf16' = 'f32'): Tensor {
   const n = shape.reduce((x, y) => x * y, 1);
   const data = new Float32Array(n);
   let s = 0x9e3779b9;
@@ -56,27 +62,28 @@ function randomTensor(shape: number[]): Tensor {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     data[i] = s / 2 ** 31 - 1;
   }
-  return Tensor.from(data, shape, { device: 'cpu' });
+  return Tensor.from(data, shape, { dtype, device: 'cpu' });
 }
 
 const suite: BenchSuite = {
   name: 'dense',
-  description: 'GEMM f32 (NN/NT/TN, policy-loss shapes) beside torch.matmul; memory-bound layers beside memcpy',
+  description: 'GEMM f32 (NN/NT/TN, policy-loss shapes) and bf16 (policy-loss shapes) beside torch.matmul; memory-bound layers beside memcpy',
   async run(ctx) {
     const records: BenchRecord[] = [];
     const threads = info().cpu.threads;
     const peakSeconds = ctx.quick ? 0.1 : 0.5;
-    const peaks = [native().fmaPeak(peakSeconds)];
-    ctx.log(`FMA peak probe (${info().cpu.isa}, ${threads} threads): ${peaks[0]!.toFixed(1)} GFLOP/s`);
+    // Probes per operand dtype: the f32 FMA, and the multiply-add the bf16 kernel uses (the bf16 dot product or the FMA).
+    const peaks = { f32: [native().fmaPeak(peakSeconds)], bf16: [native().fmaPeak(peakSeconds, 'bf16')] };
+    ctx.log(`FMA peak probe (${info().cpu.isa}, ${threads} threads): ${peaks.f32[0]!.toFixed(1)} GFLOP/s; bf16 operands: ${peaks.bf16[0]!.toFixed(1)}`);
 
-    // 1. GEMM f32.
+    // 1. GEMM f32, then bf16.
     const rounds = ctx.quick ? 1 : 2;
     const measured: { c: GemmCase; ours: number; torch: number | null; samples: number }[] = [];
     let torchMissing = false;
     for (const c of gemmCases(ctx.quick)) {
-      peaks.push(native().fmaPeak(peakSeconds / 2));
-      const a = randomTensor(c.transA ? [c.k, c.m] : [c.m, c.k]);
-      const b = randomTensor(c.transB ? [c.n, c.k] : [c.k, c.n]);
+      peaks[c.dtype].push(native().fmaPeak(peakSeconds / 2, c.dtype));
+      const a = randomTensor(c.transA ? [c.k, c.m] : [c.m, c.k], c.dtype);
+      const b = randomTensor(c.transB ? [c.n, c.k] : [c.k, c.n], c.dtype);
       const out = Tensor.empty([c.m, c.n], { device: 'cpu' });
       const flop = 2 * c.m * c.n * c.k;
       const big = flop > 2 ** 37; // a second or more per call: fewer runs
@@ -88,29 +95,32 @@ const suite: BenchSuite = {
         samples += r.samples;
         const t = torchMissing
           ? null
-          : torchBench([{ op: 'matmul', m: c.m, n: c.n, k: c.k, transA: c.transA, transB: c.transB, dtype: 'f32', warmup: runs.warmup, samples: runs.minSamples }], threads, ctx.quick);
+          : torchBench([{ op: 'matmul', m: c.m, n: c.n, k: c.k, transA: c.transA, transB: c.transB, dtype: c.dtype, warmup: runs.warmup, samples: runs.minSamples }], threads, ctx.quick);
         if (!t?.[0]) torchMissing = true;
         else torch = Math.min(torch ?? Infinity, t[0].medianMs);
       }
       measured.push({ c, ours, torch, samples });
       const gflops = (ms: number) => ((2 * c.m * c.n * c.k) / (ms * 1e6)).toFixed(1);
-      ctx.log(`  ${c.label}: ${gflops(ours)} GFLOP/s${torch === null ? '' : `, torch ${gflops(torch)}`}`);
+      ctx.log(`  ${c.dtype} ${c.label}: ${gflops(ours)} GFLOP/s${torch === null ? '' : `, torch ${gflops(torch)}`}`);
       a.dispose();
       b.dispose();
       out.dispose();
     }
-    peaks.push(native().fmaPeak(peakSeconds));
-    const peak = Math.max(...peaks);
-    ctx.log(`FMA peak probes: ${peaks.map((p) => p.toFixed(0)).join(', ')} GFLOP/s; dividing by the highest, ${peak.toFixed(1)}`);
+    peaks.f32.push(native().fmaPeak(peakSeconds));
+    peaks.bf16.push(native().fmaPeak(peakSeconds, 'bf16'));
+    const peak = { f32: Math.max(...peaks.f32), bf16: Math.max(...peaks.bf16) };
+    for (const dtype of ['f32', 'bf16'] as const) {
+      ctx.log(`${dtype} operands, peak probes: ${peaks[dtype].map((p) => p.toFixed(0)).join(', ')} GFLOP/s; dividing by the highest, ${peak[dtype].toFixed(1)}`);
+    }
     for (const { c, ours, torch, samples } of measured) {
       const gflops = (2 * c.m * c.n * c.k) / (ours * 1e6);
       const figures: Record<string, number | string> = { 'GFLOP/s': gflops };
-      if (peak > 0) figures['of FMA peak'] = gflops / peak;
+      if (peak[c.dtype] > 0) figures['of FMA peak'] = gflops / peak[c.dtype];
       if (torch !== null) {
         figures['torch GFLOP/s'] = (2 * c.m * c.n * c.k) / (torch * 1e6);
         figures['vs torch.matmul'] = torch / ours;
       }
-      records.push({ suite: 'dense', case: `gemm f32 ${c.label} (${threads} threads)`, medianMs: ours, samples, figures });
+      records.push({ suite: 'dense', case: `gemm ${c.dtype} ${c.label} (${threads} threads)`, medianMs: ours, samples, figures });
     }
     if (torchMissing) ctx.log('(torch not importable: PyTorch columns omitted)');
 

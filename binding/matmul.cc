@@ -118,12 +118,19 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// fmaPeak(seconds) -> GFLOP/s: the CPU's fused multiply-add peak for the current ISA on every pool thread, as the
-// benchmarks' denominator.
+// fmaPeak(seconds, dtype = 'f32') -> GFLOP/s: the CPU's multiply-add peak on every pool thread for the kernel that
+// multiplies operands of `dtype` (f32: the FMA of the current ISA; bf16: the bf16 dot product where the CPU has
+// one), as the benchmarks' denominator.
 Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   double seconds = number_arg(info, 0, "fmaPeak", "seconds");
   if (!(seconds > 0 && seconds <= 10)) throw_range("fmaPeak: argument 'seconds' must be in (0, 10]");
-  return Napi::Number::New(info.Env(), fma_peak_gflops(seconds));
+  DType dtype = DType::f32;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    const std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+    if (!dtype_from_name(name, &dtype) || (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::f16))
+      throw_type("fmaPeak: argument 'dtype' must be f32, bf16 or f16");
+  }
+  return Napi::Number::New(info.Env(), fma_peak_gflops(seconds, dtype));
 }
 
 }  // namespace

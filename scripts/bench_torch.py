@@ -87,17 +87,21 @@ def peak_bytes(source):
 
 def case_policy_loss(c, quick):
     """Materialized logits: log_softmax, gather, entropy, autograd (what a plain PyTorch RL loop does).
+    dtype "bf16": hidden and weight in bf16, the product in bf16 (oneDNN's AVX512-BF16 kernels where the CPU has
+    them) and upcast to f32 for the softmax, entropy and loss, as mixed-precision training does; autograd casts the
+    logits' gradient back to bf16 for the two backward products.
     Returns the time and the peak extra memory (peak RSS growth over the inputs) of forward+backward."""
     T, H, V = int(c["T"]), int(c["H"]), int(c["V"])
-    hidden = (torch.randn(T, H) * 0.05).requires_grad_()
-    weight = (torch.randn(V, H) * 0.05).requires_grad_()
+    dtype = DTYPES[c.get("dtype", "f32")]
+    hidden = (torch.randn(T, H) * 0.05).to(dtype).requires_grad_()
+    weight = (torch.randn(V, H) * 0.05).to(dtype).requires_grad_()
     targets = torch.randint(0, V, (T,))
     adv = torch.randn(T)
 
     def step():
         hidden.grad = None
         weight.grad = None
-        logits = hidden @ weight.t()
+        logits = (hidden @ weight.t()).float()
         logprobs = torch.log_softmax(logits, dim=-1)
         logp = logprobs.gather(1, targets[:, None])[:, 0]
         entropy = -(logprobs.exp() * logprobs).sum(-1).detach()
@@ -107,7 +111,7 @@ def case_policy_loss(c, quick):
 
     before, source = peak_reset()
     step()
-    outputs = (T * H + V * H) * 4  # the gradients: outputs, not workspace
+    outputs = (T * H + V * H) * hidden.element_size()  # the gradients: outputs, not workspace
     extra = max(0, peak_bytes(source) - before - outputs)
     median, samples, cpu_ms = timed(step, quick, min_time=0, min_samples=3, warmup=0)
     return median, samples, cpu_ms, extra

@@ -96,6 +96,8 @@ describe('Tensor factories bad input', () => {
     expect(() => n.fmaPeak(NaN)).toThrow(/fmaPeak: argument 'seconds'/);
     expect(() => n.fmaPeak(11)).toThrow(RangeError);
     expect(n.fmaPeak(0.01)).toBeGreaterThanOrEqual(0);
+    expect(n.fmaPeak(0.01, 'bf16')).toBeGreaterThanOrEqual(0);
+    expect(() => n.fmaPeak(0.01, 'i32' as 'f32')).toThrow(/fmaPeak: argument 'dtype' must be f32, bf16 or f16/);
     expect(() => setIsa('sse9')).toThrow(/unknown ISA 'sse9'/);
   });
 });

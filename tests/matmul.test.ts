@@ -229,7 +229,7 @@ describe('ops.matmul: a row does not depend on the others', () => {
   // the number of rows (the kernels for fewer rows than a register tile included), so the rows agree bitwise.
   it('rows of a few-row product equal the same rows of a 30-row product, bitwise: layouts, ISAs, alpha/beta, bf16, two k blocks', async () => {
     const M = 30;
-    for (const [n, k, dtype] of [[130, 37, 'f32'], [67, 1100, 'f32'], [45, 300, 'bf16']] as const) {
+    for (const [n, k, dtype] of [[130, 37, 'f32'], [67, 1100, 'f32'], [45, 300, 'bf16'], [45, 2051, 'bf16']] as const) {
       const o = operands(M, n, k, 4242 + k, dtype);
       const c0 = randomArray(M * n, 77);
       for (const [ta, tb] of LAYOUTS) {
@@ -263,7 +263,9 @@ describe('ops.matmul: a row does not depend on the others', () => {
 describe('ops.matmul (f16, bf16)', () => {
   for (const dtype of ['bf16', 'f16'] as const) {
     it(`${dtype} inputs, f32 and ${dtype} results, every layout and ISA`, async () => {
-      for (const [m, n, k] of [[65, 129, 7], [7, 63, 1000], [129, 33, 300]] as const) {
+      // 31 x 45 x 4099: k in three blocks of the bf16-pair kernel (kc 2048 elements, rounded to whole pairs), the last
+      // with an odd count (a pair whose high half is zero), in every layout.
+      for (const [m, n, k] of [[65, 129, 7], [7, 63, 1000], [129, 33, 300], [31, 45, 4099]] as const) {
         const o = operands(m, n, k, 555 + k, dtype);
         const c0 = rounded(randomArray(m * n, 556 + k), dtype);
         const { exact, naive } = reference(o, 1, 0, null);

@@ -19,6 +19,7 @@ struct Avx2 {
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg dot(reg a, reg b, reg c) { return fma(a, b, c); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
 };
 

@@ -112,8 +112,11 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
   // Pass 1: block sizes. kc and nc are balanced so the last block is not a sliver; mc is chosen so that the number
   // of M blocks is a multiple of the thread count (equal work per thread), and when M alone gives too few blocks,
   // each nc block is also split by columns.
+  // kc: a whole number of slots (pairs for a bf16-pair kernel), so that only the last block has a half-filled one.
+  const int kps = kern.k_per_slot;
   const int64_t k_blocks = ceil_div(g.k, kern.kc);
-  const int64_t kc = ceil_div(g.k, k_blocks);
+  const int64_t kc = round_up(ceil_div(g.k, k_blocks), kps);
+  const int64_t kc_slots = kc / kps;
   const int64_t n_blocks = ceil_div(g.n, kern.nc);
   const int64_t nc = round_up(ceil_div(g.n, n_blocks), nr);
   int64_t m_blocks = ceil_div(g.m, kern.mc);
@@ -123,12 +126,13 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
   const int64_t n_splits = threads > 1 && m_blocks < threads ? ceil_div(threads, m_blocks) : 1;
 
   ThreadPool& pool = ThreadPool::instance();
-  float* b_pack = b_panels.get(kc * nc);
+  float* b_pack = b_panels.get(kc_slots * nc);
   for (int64_t jc = 0; jc < g.n; jc += nc) {
     const int64_t nc_cur = std::min(nc, g.n - jc);
     const int64_t panels = ceil_div(nc_cur, nr);
     for (int64_t pc = 0; pc < g.k; pc += kc) {
       const int64_t kc_cur = std::min(kc, g.k - pc);
+      const int64_t slots = ceil_div(kc_cur, kps);  // what the packed panels hold along k, and what the micro kernel runs
       const float beta = pc == 0 ? g.beta : 1.f;  // later k blocks add to what the first one wrote
 
       // Pass 2: pack B[pc:pc+kc, jc:jc+nc], the threads splitting the panels.
@@ -138,7 +142,7 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
         split_range(panels, pack_tasks, t, &p_lo, &p_hi);
         if (p_hi > p_lo)
           kern.pack(g.b, jc + p_lo * nr, std::min(nc_cur - p_lo * nr, (p_hi - p_lo) * nr), pc, kc_cur, nr,
-                    b_pack + p_lo * nr * kc_cur);
+                    b_pack + p_lo * nr * slots);
       };
       if (pack_tasks > 1) pool.parallel_for(pack_tasks, pack_b);
       else pack_b(0);
@@ -151,19 +155,19 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
         const int64_t mc_cur = std::min(mc, g.m - ic);
         int64_t p_lo, p_hi;
         split_range(panels, splits, t % splits, &p_lo, &p_hi);
-        float* a_pack = a_panels.get(mc * kc);
+        float* a_pack = a_panels.get(mc * kc_slots);
         kern.pack(g.a, ic, mc_cur, pc, kc_cur, mr, a_pack);
         if (kern.micro_few && mc_cur < mr) {
           if (p_hi > p_lo)
-            kern.micro_few(kc_cur, a_pack, b_pack + p_lo * nr * kc_cur, nr * kc_cur, g.c + ic * g.ldc + jc + p_lo * nr, g.ldc, mc_cur,
+            kern.micro_few(slots, a_pack, b_pack + p_lo * nr * slots, nr * slots, g.c + ic * g.ldc + jc + p_lo * nr, g.ldc, mc_cur,
                            std::min(nc_cur - p_lo * nr, (p_hi - p_lo) * nr), g.alpha, beta);
           return;
         }
         for (int64_t p = p_lo; p < p_hi; ++p) {
           const int64_t j = p * nr;
-          const float* b_panel = b_pack + j * kc_cur;
+          const float* b_panel = b_pack + j * slots;
           for (int64_t ir = 0; ir < mc_cur; ir += mr) {
-            kern.micro(kc_cur, a_pack + ir * kc_cur, b_panel, g.c + (ic + ir) * g.ldc + jc + j, g.ldc,
+            kern.micro(slots, a_pack + ir * slots, b_panel, g.c + (ic + ir) * g.ldc + jc + j, g.ldc,
                        std::min<int64_t>(mr, mc_cur - ir), std::min<int64_t>(nr, nc_cur - j), g.alpha, beta);
           }
         }
@@ -274,8 +278,8 @@ const GemmKernel& gemm_kernel_current() {
   return gemm_kernel_scalar();
 }
 
-double fma_peak_gflops(double seconds) {
-  const GemmKernel& kern = gemm_kernel_current();
+double fma_peak_gflops(double seconds, DType ab_dtype) {
+  const GemmKernel& kern = gemm_kernel_for(ab_dtype);
   if (!kern.fma_rounds) return 0;
   using clock = std::chrono::steady_clock;
   // Calibrate on one thread (about 10 ms), then run every thread for `seconds`.
@@ -299,9 +303,18 @@ double fma_peak_gflops(double seconds) {
   return double(kern.flops_per_round) * double(iterations) * pool.size() / s / 1e9;
 }
 
+const GemmKernel& gemm_kernel_for(DType ab_dtype) {
+#if !defined(QWENLONG_NO_AVX512BF16)
+  if (ab_dtype == DType::bf16 && current_isa() == Isa::avx512 && cpu_has_avx512bf16()) return gemm_kernel_avx512bf16();
+#else
+  (void)ab_dtype;
+#endif
+  return gemm_kernel_current();
+}
+
 void matmul_cpu(const MatmulParams& p) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return;
-  const GemmKernel& kern = gemm_kernel_current();
+  const GemmKernel& kern = gemm_kernel_for(p.ab_dtype);
   const int threads = ThreadPool::instance().size();
   // Many small products: one task per batch entry, each on one thread. Otherwise the entries run in turn, each
   // spread over the pool. (C shared by every entry, stride_c == 0, runs in turn so the entries apply in order.)

@@ -31,6 +31,9 @@ struct PanelSource {
 
 // Packs x in [x0, x0 + nx) and k in [k0, k0 + kc) into ceil(nx / r) panels of r × kc floats, each k-major:
 // out[panel * r * kc + k * r + x_in_panel]. x past nx is zero-filled; bf16/f16 are converted to f32 here.
+// A kernel with k_per_slot = 2 (bf16 pairs) packs ceil(kc / 2) slots instead: slot s of x holds the bf16 elements
+// k0 + 2s (low half) and k0 + 2s + 1 (high half, zero past kc) in one 32-bit word, at the same place a float
+// would be; its kc arguments below count slots.
 using PackFn = void (*)(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out);
 
 // The register tile: acc(mr × nr) = sum over k < kc of a[k * mr + i] · b[k * nr + j] (packed panels), then for the
@@ -54,6 +57,7 @@ struct GemmKernel {
   float (*fma_rounds)(int64_t iterations) = nullptr;
   int64_t flops_per_round = 0;
   MicroFewFn micro_few = nullptr;  // optional
+  int k_per_slot = 1;              // k elements per packed 32-bit slot: 1 (f32), 2 (bf16 pairs)
 };
 
 // The readable versions: the scalar ISA uses both; vector packers fall back to pack_panels_scalar.
@@ -62,12 +66,20 @@ void pack_panels_scalar(const PanelSource& src, int64_t x0, int64_t nx, int64_t 
 const GemmKernel& gemm_kernel_scalar();
 const GemmKernel& gemm_kernel_avx2();
 const GemmKernel& gemm_kernel_avx512();
+// bf16 × bf16 with vdpbf16ps (AVX512-BF16) on bf16 pairs: twice the multiply-adds per instruction of the f32 FMA.
+// Only where cpu_has_avx512bf16(); the products are exact in f32 and every accumulation is f32, as in the widening
+// kernels, in a different order (pairs). Flushes bf16 subnormal inputs and f32 subnormal partial sums to zero.
+const GemmKernel& gemm_kernel_avx512bf16();
 
-// The kernel current_isa() selects.
+// The kernel current_isa() selects for f32 (and f16) operands.
 const GemmKernel& gemm_kernel_current();
+// The kernel for operands of this dtype: the bf16-pair kernel for bf16 under the avx512 ISA on CPUs with
+// AVX512-BF16, else gemm_kernel_current().
+const GemmKernel& gemm_kernel_for(DType ab_dtype);
 
-// GFLOP/s of the current ISA's FMA loop on every pool thread at once, measured over about `seconds` (0 for the
+// GFLOP/s of the multiply-add loop of the kernel gemm_kernel_for(ab_dtype) runs (the FMA for f32, the bf16 dot
+// product where bf16 has its own kernel) on every pool thread at once, measured over about `seconds` (0 for the
 // scalar ISA). The denominator of the benchmarks' "fraction of peak".
-double fma_peak_gflops(double seconds);
+double fma_peak_gflops(double seconds, DType ab_dtype = DType::f32);
 
 }  // namespace qwenlong

@@ -162,7 +162,7 @@ void pack_typed(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int6
   else pack_panels_scalar(src, x0, nx, k0, kc, r, out);
 }
 
-void pack_vector(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
+[[maybe_unused]] void pack_vector(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out) {
   switch (src.dtype) {
     case DType::f32: pack_typed<DType::f32>(src, x0, nx, k0, kc, r, out); break;
     case DType::f16: pack_typed<DType::f16>(src, x0, nx, k0, kc, r, out); break;
@@ -173,7 +173,8 @@ void pack_vector(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int
 
 // ---- The microkernel ----
 //
-// V: the vector type (reg, width, zero/load/store/broadcast/fma/mul). The tile is R rows of the MR-row A panel (R = MR
+// V: the vector type (reg, width, zero/load/store/broadcast/fma/mul, and dot: the k step, an FMA for f32 panels, a
+// pair dot product for the bf16 pairs of matmul_avx512bf16.cc, where kc counts pairs). The tile is R rows of the MR-row A panel (R = MR
 // but for the last rows of a block) × P B panels of NV vectors each (panel q at b + q · b_stride); per k it loads
 // P · NV vectors of B, broadcasts R values of A and issues R · P · NV fused multiply-adds into accumulators that
 // never leave the registers. `n` counts the valid columns over the P panels. The epilogue is the same for full and
@@ -205,7 +206,7 @@ void tile_rows(int64_t kc, const float* a, const float* b, int64_t b_stride, flo
     for (int i = 0; i < R; ++i) {
       const reg av = V::broadcast(a + p * MR + i);
 #pragma GCC unroll 8
-      for (int j = 0; j < P * NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      for (int j = 0; j < P * NV; ++j) acc[i][j] = V::dot(av, bv[j], acc[i][j]);
     }
   }
 

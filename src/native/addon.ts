@@ -80,8 +80,11 @@ export interface NativeAddon {
     beta: number,
     outDtype: string | null,
   ): NativeTensorHandle;
-  /** Benchmarks: GFLOP/s of the current ISA's fused multiply-add loop on every CPU thread (0 for scalar). */
-  fmaPeak(seconds: number): number;
+  /**
+   * Benchmarks: GFLOP/s of the multiply-add loop of the GEMM kernel for operands of `dtype` (default f32: the current
+   * ISA's FMA; bf16: the AVX512-BF16 dot product where the CPU has it) on every CPU thread (0 for scalar).
+   */
+  fmaPeak(seconds: number, dtype?: 'f32' | 'bf16' | 'f16'): number;
   attention(q: H, k: H, v: H, cuSeqlensQ: Int32Array | H | null, cuSeqlensK: Int32Array | H | null, causal: boolean, scale: number, out: H | null, lse: H | null): [H, H];
   attentionBackward(dOut: H, q: H, k: H, v: H, out: H, lse: H, cuSeqlensQ: Int32Array | H | null, cuSeqlensK: Int32Array | H | null, causal: boolean, scale: number,
     dq: H | null, dk: H | null, dv: H | null): [H, H, H];
