@@ -8,24 +8,13 @@ namespace qwenlong {
 
 namespace {
 
+#include "cuda/common/simd_avx2.inc"
+
 inline __m256 load8(const void* base, int64_t i, DType t) {
   if (t == DType::f32) return _mm256_loadu_ps(static_cast<const float*>(base) + i);
   __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
   if (t == DType::f16) return _mm256_cvtph_ps(h);
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-// f32 -> bf16, round to nearest even, NaN kept quiet: the same bits as f32_to_bf16().
-inline __m128i to_bf16(__m256 v) {
-  __m256i u = _mm256_castps_si256(v);
-  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
-  __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-  __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
-  __m256i is_nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7f800000));
-  __m256i r = _mm256_blendv_epi8(rounded, quiet, is_nan);
-  __m256i packed = _mm256_packus_epi32(r, r);  // per 128-bit lane: [r0..r3, r0..r3 | r4..r7, r4..r7]
-  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
 }
 
 inline void store8(void* base, int64_t i, DType t, __m256 v, bool stream) {
@@ -34,7 +23,7 @@ inline void store8(void* base, int64_t i, DType t, __m256 v, bool stream) {
     if (stream) _mm256_stream_ps(p, v); else _mm256_storeu_ps(p, v);
     return;
   }
-  __m128i h = t == DType::f16 ? _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) : to_bf16(v);
+  __m128i h = t == DType::f16 ? to_f16_v(v) : to_bf16_v(v);
   __m128i* p = reinterpret_cast<__m128i*>(static_cast<uint16_t*>(base) + i);
   if (stream) _mm_stream_si128(p, h); else _mm_storeu_si128(p, h);
 }
