@@ -33,7 +33,7 @@ struct PanelSource {
 // out[panel * r * kc + k * r + x_in_panel]. x past nx is zero-filled; bf16/f16 are converted to f32 here.
 // A kernel with k_per_slot = 2 (bf16 pairs) packs ceil(kc / 2) slots instead: slot s of x holds the bf16 elements
 // k0 + 2s (low half) and k0 + 2s + 1 (high half, zero past kc) in one 32-bit word, at the same place a float
-// would be; its kc arguments below count slots.
+// would be. The packer still receives kc in elements; MicroFn's and MicroFewFn's kc count slots.
 using PackFn = void (*)(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int64_t kc, int r, float* out);
 
 // The register tile: acc(mr × nr) = sum over k < kc of a[k * mr + i] · b[k * nr + j] (packed panels), then for the
@@ -67,8 +67,10 @@ const GemmKernel& gemm_kernel_scalar();
 const GemmKernel& gemm_kernel_avx2();
 const GemmKernel& gemm_kernel_avx512();
 // bf16 × bf16 with vdpbf16ps (AVX512-BF16) on bf16 pairs: twice the multiply-adds per instruction of the f32 FMA.
-// Only where cpu_has_avx512bf16(); the products are exact in f32 and every accumulation is f32, as in the widening
-// kernels, in a different order (pairs). Flushes bf16 subnormal inputs and f32 subnormal partial sums to zero.
+// Only where cpu_has_avx512bf16(). Per lane and pair the instruction does two f32 fused multiply-adds, the odd k's
+// first (Intel's SDM), so each element of C is an f32 FMA chain as in the widening kernels, in another order. Unlike
+// them it flushes subnormals to zero: bf16 inputs, the accumulator coming in, the sum between a pair's two steps, and
+// results (a product below 2^-126 contributes nothing).
 const GemmKernel& gemm_kernel_avx512bf16();
 
 // The kernel current_isa() selects for f32 (and f16) operands.

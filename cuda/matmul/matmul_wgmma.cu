@@ -60,33 +60,70 @@ struct Config {
 // rows by 64 elements, 8 KiB apart; a box that lies wholly past the last row is not loaded (what its part of shared
 // memory still holds reaches only accumulators of rows or columns past the matrix, which are never stored), so the
 // stage's byte count does not depend on how the copy engine counts a box with no element inside the tensor.
-// Returns the bytes the loads will complete.
+// The index math below is host-callable (external linkage, namespace wgmma) so that scripts/gpu/wgmma_emulate.cu runs
+// it without a GPU.
+}  // namespace
+
+namespace wgmma {
+
+struct Box {
+  uint32_t dst;  // bytes from the start of the operand's part of the stage
+  int c0, c1;    // tensor-map coordinates, c0 innermost
+};
 template <int ROWS, bool KMAJOR>
-__device__ __forceinline__ uint32_t operand_bytes(int row0, int64_t rows) {
+inline constexpr int kBoxes = KMAJOR ? 1 : ROWS / 64;
+// Box j (< kBoxes) of an operand's part of stage kt; false where it is not loaded.
+template <int ROWS, bool KMAJOR>
+__host__ __device__ __forceinline__ bool operand_box(int kt, int row0, int64_t rows, int j, Box* box) {
   if constexpr (KMAJOR) {
-    return ROWS * kBK * 2;
+    *box = Box{0u, kt * kBK, row0};
+    return true;
   } else {
-    uint32_t bytes = 0;
-#pragma unroll
-    for (int j = 0; j < ROWS / 64; ++j) bytes += row0 + 64 * j < rows ? 8192u : 0u;
-    return bytes;
+    *box = Box{static_cast<uint32_t>(j) * 8192u, row0 + 64 * j, kt * kBK};
+    return row0 + 64 * j < rows;
   }
 }
+// The bytes the loads of one operand's part complete.
 template <int ROWS, bool KMAJOR>
-__device__ __forceinline__ void load_operand(uint32_t dst, const CUtensorMap* map, int kt, int row0, int64_t rows, uint32_t bar) {
-  if constexpr (KMAJOR) {
-    ptx::tma_load_2d(dst, map, kt * kBK, row0, bar);
-  } else {
+__host__ __device__ __forceinline__ uint32_t operand_bytes(int row0, int64_t rows) {
+  uint32_t bytes = 0;
+  Box box;
 #pragma unroll
-    for (int j = 0; j < ROWS / 64; ++j)
-      if (row0 + 64 * j < rows) ptx::tma_load_2d(dst + j * 8192, map, row0 + 64 * j, kt * kBK, bar);
-  }
+  for (int j = 0; j < kBoxes<ROWS, KMAJOR>; ++j) bytes += operand_box<ROWS, KMAJOR>(0, row0, rows, j, &box) ? (KMAJOR ? ROWS * kBK * 2u : 8192u) : 0u;
+  return bytes;
 }
+// The MMA's transpose flag for an operand: 0 K-major, 1 M- / N-major.
+__host__ __device__ constexpr int trans_flag(bool kmajor) { return kmajor ? 0 : 1; }
+// Consumer warpgroup c's A rows start 8 KiB into the A part in either layout (64 rows of 128 bytes, or the second
+// 64-element box).
+__host__ __device__ constexpr uint32_t consumer_a_offset(int c) { return static_cast<uint32_t>(c) * 8192u; }
 // The descriptor of k16 slice kk of an operand's part whose first row is at `base`.
 template <bool KMAJOR>
-__device__ __forceinline__ uint64_t slice_desc(uint32_t base, int kk) {
+__host__ __device__ __forceinline__ uint64_t slice_desc(uint32_t base, int kk) {
   if constexpr (KMAJOR) return ptx::kmajor_sw128_desc(base + kk * 32);
   else return ptx::mnmajor_sw128_desc(base + kk * 2048);
+}
+// Where accumulator i of consumer c's thread (warp, lane) lands in the block tile (row, col), after the f32
+// accumulator layout of wgmma m64nNk16 (matmul_wgmma_ptx.cuh); accumulators i and i + 1 (i even) are neighbours in a
+// row.
+__host__ __device__ __forceinline__ void acc_position(int c, int warp, int lane, int i, int* row, int* col) {
+  *row = c * 64 + warp * 16 + lane / 4 + 8 * ((i >> 1) & 1);
+  *col = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+}
+
+}  // namespace wgmma
+
+namespace {
+
+using namespace wgmma;
+
+template <int ROWS, bool KMAJOR>
+__device__ __forceinline__ void load_operand(uint32_t dst, const CUtensorMap* map, int kt, int row0, int64_t rows, uint32_t bar) {
+#pragma unroll
+  for (int j = 0; j < kBoxes<ROWS, KMAJOR>; ++j) {
+    Box box;
+    if (operand_box<ROWS, KMAJOR>(kt, row0, rows, j, &box)) ptx::tma_load_2d(dst + box.dst, map, box.c0, box.c1, bar);
+  }
 }
 
 template <int BN, bool BF16, bool A_KMAJOR, bool B_KMAJOR>
@@ -133,8 +170,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  // Consumers: warpgroup c computes rows 64c .. 64c + 63 of the block tile; its A rows start 8 KiB into the A part
-  // in either layout (64 rows of 128 bytes, or the second 64-element box).
+  // Consumers: warpgroup c computes rows 64c .. 64c + 63 of the block tile (its A rows at consumer_a_offset(c)).
   const int c = wg - 1, warp = (threadIdx.x / 32) & 3, lane = threadIdx.x & 31;
   float acc[BN / 2];
 #pragma unroll
@@ -146,8 +182,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk)
-      ptx::wgmma_async<BN, BF16, A_KMAJOR ? 0 : 1, B_KMAJOR ? 0 : 1>(acc, slice_desc<A_KMAJOR>(a_tile(s) + c * 8192, kk),
-                                                                   slice_desc<B_KMAJOR>(b_tile(s), kk), 1);
+      ptx::wgmma_async<BN, BF16, trans_flag(A_KMAJOR), trans_flag(B_KMAJOR)>(
+          acc, slice_desc<A_KMAJOR>(a_tile(s) + consumer_a_offset(c), kk), slice_desc<B_KMAJOR>(b_tile(s), kk), 1);
     ptx::wgmma_commit();
     ptx::wgmma_wait<1>();  // k tile kt - 1's MMAs are done: its stage goes back to the producer
     ptx::fence_operands(acc);
@@ -156,12 +192,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   ptx::wgmma_wait<0>();
   ptx::fence_operands(acc);
 
-  const int64_t row = static_cast<int64_t>(tile_m) * kBM + c * 64 + warp * 16 + lane / 4;
-  const int64_t col = static_cast<int64_t>(tile_n) * BN + 2 * (lane & 3);
 #pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
-    if (row < p.m) store_pair(p, p.c, row, col + 8 * j, acc[4 * j], acc[4 * j + 1]);
-    if (row + 8 < p.m) store_pair(p, p.c, row + 8, col + 8 * j, acc[4 * j + 2], acc[4 * j + 3]);
+  for (int i = 0; i < BN / 2; i += 2) {
+    int r, col;
+    acc_position(c, warp, lane, i, &r, &col);
+    const int64_t row = static_cast<int64_t>(tile_m) * kBM + r;
+    if (row < p.m) store_pair(p, p.c, row, static_cast<int64_t>(tile_n) * BN + col, acc[i], acc[i + 1]);
   }
 #elif defined(__CUDA_ARCH__)
   __trap();  // only the sm_90a image has a body: never leave C unwritten without an error (hopper() checks before launch)
@@ -183,15 +219,28 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
   return fn;
 }
 
-// One operand as a tensor map with the 128-byte swizzle. K-major, stored (rows, K): boxes of box_rows x 64 k.
-// MN-major, stored (K, rows): boxes of 64 k rows x 64 elements.
+// One operand's tensor map, 16-bit elements with the 128-byte swizzle. K-major, stored (rows, K): boxes of box_rows
+// x 64 k. MN-major, stored (K, rows): boxes of 64 k rows x 64 elements. dims and box innermost first.
+struct MapSpec {
+  cuuint64_t dims[2];
+  cuuint64_t stride_bytes;  // between rows of the stored matrix
+  cuuint32_t box[2];
+};
+MapSpec map_spec(int64_t rows, int64_t k, int64_t ld, bool kmajor, int box_rows) {
+  MapSpec m{};
+  m.dims[0] = static_cast<cuuint64_t>(kmajor ? k : rows);
+  m.dims[1] = static_cast<cuuint64_t>(kmajor ? rows : k);
+  m.stride_bytes = static_cast<cuuint64_t>(ld) * 2;
+  m.box[0] = kBK;
+  m.box[1] = static_cast<cuuint32_t>(kmajor ? box_rows : kBK);
+  return m;
+}
 bool make_map(CUtensorMap* map, const void* ptr, int64_t rows, int64_t k, int64_t ld, bool kmajor, bool bf16, int box_rows) {
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(kmajor ? k : rows), static_cast<cuuint64_t>(kmajor ? rows : k)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * 2};
-  const cuuint32_t box[2] = {kBK, static_cast<cuuint32_t>(kmajor ? box_rows : kBK)};
+  const MapSpec m = map_spec(rows, k, ld, kmajor, box_rows);
+  const cuuint64_t strides[1] = {m.stride_bytes};
   const cuuint32_t elem_strides[2] = {1, 1};
-  return encode_tiled()(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(ptr), dims,
-                        strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+  return encode_tiled()(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(ptr), m.dims,
+                        strides, m.box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                         CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 

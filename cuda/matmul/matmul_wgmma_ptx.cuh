@@ -58,14 +58,14 @@ __device__ __forceinline__ void prefetch_tensor_map(const void* tensor_map) {
 // the tensor copy writes with CU_TENSOR_MAP_SWIZZLE_128B): start address, leading-dimension offset unused (1),
 // stride-dimension offset 1024 bytes (eight 128-byte rows), swizzle mode 1 (128 B). The tile must start on 1024
 // bytes; the k16 slices of a 64-element row start 32 bytes apart.
-__device__ __forceinline__ uint64_t kmajor_sw128_desc(uint32_t addr) {
+__host__ __device__ __forceinline__ uint64_t kmajor_sw128_desc(uint32_t addr) {
   return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
 }
 
 // The same for an MN-major tile: boxes of 64 MN elements (one 128-byte row) by 64 k rows, 8 KiB each, placed one
 // after another along MN; leading-dimension offset = 8 KiB (the next 64 MN elements), stride-dimension offset = 1024
 // bytes (the next 8 k rows). The k16 slices start 2048 bytes (16 rows) apart.
-__device__ __forceinline__ uint64_t mnmajor_sw128_desc(uint32_t addr) {
+__host__ __device__ __forceinline__ uint64_t mnmajor_sw128_desc(uint32_t addr) {
   return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (uint64_t{8192 >> 4} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
 }
 

@@ -174,13 +174,13 @@ void pack_typed(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int6
 // ---- The microkernel ----
 //
 // V: the vector type (reg, width, zero/load/store/broadcast/fma/mul, and dot: the k step, an FMA for f32 panels, a
-// pair dot product for the bf16 pairs of matmul_avx512bf16.cc, where kc counts pairs). The tile is R rows of the MR-row A panel (R = MR
-// but for the last rows of a block) × P B panels of NV vectors each (panel q at b + q · b_stride); per k it loads
-// P · NV vectors of B, broadcasts R values of A and issues R · P · NV fused multiply-adds into accumulators that
-// never leave the registers. `n` counts the valid columns over the P panels. The epilogue is the same for full and
-// edge tiles (an edge tile goes through a small buffer), so every element of C gets the same arithmetic wherever its
-// tile falls and however many rows or panels share it: each is one FMA chain over k in order, then
-// alpha · acc + beta · C.
+// pair dot product for the bf16 pairs of matmul_avx512bf16.cc, where kc counts pairs). The tile is R rows of the
+// MR-row A panel (R = MR but for the last rows of a block) × P B panels of NV vectors each (panel q at b + q ·
+// b_stride); per k it loads P · NV vectors of B, broadcasts R values of A and issues R · P · NV fused multiply-adds
+// (or pair dot products) into accumulators that never leave the registers. `n` counts the valid columns over the P
+// panels. The epilogue is the same for full and edge tiles (an edge tile goes through a small buffer), so every
+// element of C gets the same arithmetic wherever its tile falls and however many rows or panels share it: each is one
+// FMA chain over k in order (with pairs: the odd k of a pair, then the even one), then alpha · acc + beta · C.
 template <class V, int MR, int NV, int R, int P>
 void tile_rows(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t ldc, int64_t m, int64_t n,
                float alpha, float beta) {

@@ -8,7 +8,7 @@
 // What it cannot see: the pipeline's barriers and waits, the real instructions' semantics, timing.
 //
 // Build from the repository root, with a directory GEN holding qwenlong_cuda_archs.h:
-//   nvcc -std=c++17 -O2 -arch=sm_80 -I. -IGEN -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_emulate.cu \
+//   nvcc -std=c++17 -O2 -arch=sm_80 -I. -IGEN -DQWENLONG_HAVE_CUDA=1 scripts/gpu/matmul_emulate.cu cuda/matmul/matmul_wgmma.cu \
 //     cuda/common/device.cc -o matmul_emulate && ./matmul_emulate
 #include "cuda/matmul/matmul.cu"
 #include <cstdio>
