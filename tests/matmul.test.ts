@@ -291,6 +291,32 @@ describe('ops.matmul (f16, bf16)', () => {
     });
   }
 
+  it('half results are rounded bit for bit as alpha · sum + beta · C then round-to-nearest-even, under every ISA', () => {
+    // Small integers: every product and sum is exact in f32 whatever the kernel's order, so the half result depends
+    // only on the finishing pass (alpha · sum, + beta · C, rounding), compared with the independent converters.
+    const [m, n, k, alpha, beta] = [7, 45, 37, 0.3, -1.7];
+    const ints = (count: number, seed: number) => Float32Array.from(randomArray(count, seed), (v) => Math.round(v * 8));
+    const oa = ints(m * k, 31), ob = ints(k * n, 32);
+    const sums = new Float32Array(m * n);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) sums[i * n + j] += oa[i * k + p]! * ob[p * n + j]!;
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const [enc, dec] = dtype === 'bf16' ? [f32ToBf16, bf16ToF32] : [f32ToF16, f16ToF32];
+      const c0 = Uint16Array.from(randomArray(m * n, 33), (v) => enc(v * 50));
+      const want = Uint16Array.from(sums, (t, i) => enc(f32(f32(f32(alpha) * t) + f32(f32(beta) * dec(c0[i]!)))));
+      const a = Tensor.from(oa, [m, k], { dtype, device: 'cpu' }), b = Tensor.from(ob, [k, n], { dtype, device: 'cpu' });
+      forEachIsa((isa) => {
+        const out = Tensor.from(c0, [m, n], { dtype, device: 'cpu' });
+        ops.matmul(a, b, { alpha, beta, out });
+        const got = out.readInto(new Uint16Array(m * n));
+        const first = got.findIndex((v, i) => v !== want[i]);
+        expect(first, `${dtype} ${isa}: element ${first} is ${got[first]}, not ${want[first]}`).toBe(-1);
+        out.dispose();
+      });
+      a.dispose();
+      b.dispose();
+    }
+  });
+
   it('the result dtype defaults to the inputs\', outDtype f32 overrides, and batched half inputs work', async () => {
     const o = operands(9, 10, 11, 3, 'bf16', 2, 2);
     const a = store(o.opA, 9, 11, false, 'bf16', true), b = store(o.opB, 11, 10, true, 'bf16', true);

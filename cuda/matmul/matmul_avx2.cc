@@ -30,7 +30,7 @@ constexpr int kMr = 6, kNv = 2;
 const GemmKernel& gemm_kernel_avx2() {
   static const GemmKernel kernel{kMr, kNv * Avx2::width, 144, 384, 4096, pack_vector, micro_tile<Avx2, kMr, kNv>,
                                    fma_rounds<Avx2>, 2 * kPeakChains * Avx2::width,
-                                   micro_few<Avx2, kMr, kNv>};
+                                   micro_few<Avx2, kMr, kNv>, 1, finish_half_vector};
   return kernel;
 }
 

@@ -21,7 +21,7 @@ constexpr int kMr = 14, kNv = 2;
 const GemmKernel& gemm_kernel_avx512() {
   static const GemmKernel kernel{kMr, kNv * Avx512::width, 224, 1024, 4096, pack_vector, micro_tile<Avx512, kMr, kNv>,
                                    fma_rounds<Avx512>, 2 * kPeakChains * Avx512::width,
-                                   micro_few<Avx512, kMr, kNv>};
+                                   micro_few<Avx512, kMr, kNv>, 1, finish_half_vector};
   return kernel;
 }
 

@@ -125,7 +125,8 @@ float dot_rounds(int64_t iterations) {
 
 const GemmKernel& gemm_kernel_avx512bf16() {
   static const GemmKernel kernel{kMr,       kNv * Bf16Pairs::width, 224, 2048, 4096, pack_pairs, micro_tile<Bf16Pairs, kMr, kNv>,
-                                   dot_rounds, 4 * kPeakChains * Bf16Pairs::width, micro_few<Bf16Pairs, kMr, kNv>, 2};
+                                   dot_rounds, 4 * kPeakChains * Bf16Pairs::width, micro_few<Bf16Pairs, kMr, kNv>, 2,
+                                   finish_half_vector};
   return kernel;
 }
 

@@ -44,7 +44,8 @@ class ScratchBuffer {
 
 thread_local ScratchBuffer a_panels;  // the task's packed A block (mc × kc)
 thread_local ScratchBuffer b_panels;  // the caller's packed B block (kc × nc), read by every task
-thread_local ScratchBuffer c_rows;    // f32 rows of C when C is f16/bf16
+thread_local ScratchBuffer c_rows;    // f32 rows of C when C is f16/bf16 (products of several k blocks)
+thread_local ScratchBuffer c_tile;    // a task's f32 C tile when C is f16/bf16 and k is one block
 
 // ---- The scalar kernel ----
 
@@ -90,6 +91,11 @@ struct GemmProblem {
   int64_t ldc = 0;
   int64_t m = 0, n = 0, k = 0;
   float alpha = 1.f, beta = 0.f;
+  // An f16/bf16 C instead of c (same ldc), for k in one block: each task's f32 tile is rounded into it as soon as it
+  // is final (finish: alpha · sum, + beta · C, round), so no band of C waits in a scratch buffer and B is packed once.
+  uint16_t* half_c = nullptr;
+  DType half_dtype = DType::bf16;
+  FinishHalfFn finish = nullptr;
 };
 
 // Below this many multiply-adds a problem runs on the calling thread: waking the pool costs more.
@@ -155,21 +161,34 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
         const int64_t mc_cur = std::min(mc, g.m - ic);
         int64_t p_lo, p_hi;
         split_range(panels, splits, t % splits, &p_lo, &p_hi);
+        if (p_hi <= p_lo) return;
+        const int64_t cols = std::min(nc_cur - p_lo * nr, (p_hi - p_lo) * nr);  // this task's columns, from jc + p_lo · nr
+        // Where the tiles go: C itself, or (half C) an f32 tile of this task's rows and columns, rounded at the end.
+        float* c_out = g.c + ic * g.ldc + jc + p_lo * nr;
+        int64_t ld_out = g.ldc;
+        float beta_out = beta;
+        if (g.half_c) {
+          ld_out = (p_hi - p_lo) * nr;
+          c_out = c_tile.get(mc_cur * ld_out);
+          beta_out = 0.f;
+        }
         float* a_pack = a_panels.get(mc * kc_slots);
         kern.pack(g.a, ic, mc_cur, pc, kc_cur, mr, a_pack);
         if (kern.micro_few && mc_cur < mr) {
-          if (p_hi > p_lo)
-            kern.micro_few(slots, a_pack, b_pack + p_lo * nr * slots, nr * slots, g.c + ic * g.ldc + jc + p_lo * nr, g.ldc, mc_cur,
-                           std::min(nc_cur - p_lo * nr, (p_hi - p_lo) * nr), g.alpha, beta);
-          return;
-        }
-        for (int64_t p = p_lo; p < p_hi; ++p) {
-          const int64_t j = p * nr;
-          const float* b_panel = b_pack + j * slots;
-          for (int64_t ir = 0; ir < mc_cur; ir += mr) {
-            kern.micro(slots, a_pack + ir * slots, b_panel, g.c + (ic + ir) * g.ldc + jc + j, g.ldc,
-                       std::min<int64_t>(mr, mc_cur - ir), std::min<int64_t>(nr, nc_cur - j), g.alpha, beta);
+          kern.micro_few(slots, a_pack, b_pack + p_lo * nr * slots, nr * slots, c_out, ld_out, mc_cur, cols, g.alpha, beta_out);
+        } else {
+          for (int64_t p = p_lo; p < p_hi; ++p) {
+            const int64_t j = p * nr;
+            const float* b_panel = b_pack + j * slots;
+            for (int64_t ir = 0; ir < mc_cur; ir += mr) {
+              kern.micro(slots, a_pack + ir * slots, b_panel, c_out + ir * ld_out + (j - p_lo * nr), ld_out,
+                         std::min<int64_t>(mr, mc_cur - ir), std::min<int64_t>(nr, nc_cur - j), g.alpha, beta_out);
+            }
           }
+        }
+        if (g.half_c) {
+          for (int64_t i = 0; i < mc_cur; ++i)
+            g.finish(c_out + i * ld_out, g.half_c + (ic + i) * g.ldc + jc + p_lo * nr, cols, g.half_dtype, g.beta);
         }
       };
       if (threads > 1 && tasks > 1) pool.parallel_for(tasks, compute);
@@ -182,8 +201,9 @@ const void* offset(const void* base, int64_t elements, DType t) {
   return static_cast<const char*>(base) + elements * static_cast<int64_t>(dtype_size(t));
 }
 
-// C = round(t + beta · C) for an f16/bf16 row (t already holds alpha · A·B in f32).
-void finish_half_row(const float* t, uint16_t* c, int64_t n, DType dtype, float beta) {
+}  // namespace
+
+void finish_half_row_scalar(const float* t, uint16_t* c, int64_t n, DType dtype, float beta) {
   const bool bf = dtype == DType::bf16;
   for (int64_t j = 0; j < n; ++j) {
     float y = t[j];
@@ -191,6 +211,8 @@ void finish_half_row(const float* t, uint16_t* c, int64_t n, DType dtype, float 
     c[j] = bf ? f32_to_bf16(y) : f32_to_f16(y);
   }
 }
+
+namespace {
 
 // One batch entry z of p on `threads` threads.
 void matmul_one(const GemmKernel& kern, const MatmulParams& p, int64_t z, int threads) {
@@ -214,9 +236,21 @@ void matmul_one(const GemmKernel& kern, const MatmulParams& p, int64_t z, int th
     gemm_blocked(kern, g, threads);
     return;
   }
-  // f16/bf16 C: the f32 result of a band of rows goes to scratch (about 16 MiB at most), then each row is
-  // rounded once. Banding by rows changes no element's sum.
   uint16_t* c = static_cast<uint16_t*>(p.c) + z * p.stride_c;
+  const FinishHalfFn finish_row = kern.finish_half ? kern.finish_half : finish_half_row_scalar;
+  if (p.k > 0 && p.k <= kern.kc) {
+    // f16/bf16 C with k in one block: each task rounds its own tile (gemm_blocked's half_c).
+    g.m = p.m;
+    g.ldc = p.ldc;
+    g.beta = p.beta;
+    g.half_c = c;
+    g.half_dtype = p.c_dtype;
+    g.finish = finish_row;
+    gemm_blocked(kern, g, threads);
+    return;
+  }
+  // f16/bf16 C over several k blocks: the f32 result of a band of rows goes to scratch (about 16 MiB at most), then
+  // each row is rounded once. Banding by rows changes no element's sum, and both ways give the same bits.
   const int64_t band = std::max<int64_t>(1, std::min<int64_t>(p.m, (int64_t(1) << 22) / std::max<int64_t>(p.n, 1)));
   float* scratch = c_rows.get(band * p.n);
   const void* a0 = g.a.data;
@@ -231,11 +265,11 @@ void matmul_one(const GemmKernel& kern, const MatmulParams& p, int64_t z, int th
     auto finish = [&](int64_t t) {
       int64_t lo, hi;
       split_range(rows, threads, t, &lo, &hi);
-      for (int64_t i = lo; i < hi; ++i) finish_half_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
+      for (int64_t i = lo; i < hi; ++i) finish_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
     };
     if (threads > 1 && rows * p.n >= (int64_t(1) << 16)) ThreadPool::instance().parallel_for(threads, finish);
     else {
-      for (int64_t i = 0; i < rows; ++i) finish_half_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
+      for (int64_t i = 0; i < rows; ++i) finish_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
     }
   }
 }

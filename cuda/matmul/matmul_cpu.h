@@ -46,6 +46,11 @@ using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, i
 using MicroFewFn = void (*)(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t ldc, int64_t m,
                             int64_t n, float alpha, float beta);
 
+// An f16/bf16 row of C from its f32 product t (alpha already applied): c[j] = round(t[j] + beta · c[j]), c read only
+// when beta != 0; the sum is a multiply then an add (no fused multiply-add), rounded to nearest even.
+using FinishHalfFn = void (*)(const float* t, uint16_t* c, int64_t n, DType dtype, float beta);
+void finish_half_row_scalar(const float* t, uint16_t* c, int64_t n, DType dtype, float beta);
+
 // An ISA's kernel and the block sizes that fit it to the caches.
 struct GemmKernel {
   int mr = 0, nr = 0;            // register tile
@@ -58,6 +63,7 @@ struct GemmKernel {
   int64_t flops_per_round = 0;
   MicroFewFn micro_few = nullptr;  // optional
   int k_per_slot = 1;              // k elements per packed 32-bit slot: 1 (f32), 2 (bf16 pairs)
+  FinishHalfFn finish_half = nullptr;  // optional: a vector finish_half_row_scalar, the same bits
 };
 
 // The readable versions: the scalar ISA uses both; vector packers fall back to pack_panels_scalar.

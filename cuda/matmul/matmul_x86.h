@@ -106,6 +106,27 @@ inline void transpose8(__m256 v[8]) {
   v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// ---- The f16/bf16 C rows (GemmKernel::finish_half) ----
+
+#include "cuda/common/simd_avx2.inc"
+
+// finish_half_row_scalar 8 lanes at a time: the same conversions, and the sum a multiply then an add (the build does
+// not contract them), so the same bits.
+[[maybe_unused]] void finish_half_vector(const float* t, uint16_t* c, int64_t n, DType dtype, float beta) {
+  const bool bf = dtype == DType::bf16;
+  const __m256 vb = _mm256_set1_ps(beta);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 y = _mm256_loadu_ps(t + j);
+    if (beta != 0.f) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + j));
+      y = _mm256_add_ps(y, _mm256_mul_ps(vb, bf ? halves_to_f32<DType::bf16>(h) : halves_to_f32<DType::f16>(h)));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c + j), bf ? to_bf16_v(y) : to_f16_v(y));
+  }
+  finish_half_row_scalar(t + j, c + j, n - j, dtype, beta);
+}
+
 // ---- Packers (the contract is PackFn's in matmul_cpu.h) ----
 
 // x contiguous (sx == 1: A transposed, B not). Eight k at a time across every panel: each source row is read
