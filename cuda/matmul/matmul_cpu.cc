@@ -164,14 +164,9 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
         if (p_hi <= p_lo) return;
         const int64_t cols = std::min(nc_cur - p_lo * nr, (p_hi - p_lo) * nr);  // this task's columns, from jc + p_lo · nr
         // Where the tiles go: C itself, or (half C) an f32 tile of this task's rows and columns, rounded at the end.
-        float* c_out = g.c + ic * g.ldc + jc + p_lo * nr;
-        int64_t ld_out = g.ldc;
-        float beta_out = beta;
-        if (g.half_c) {
-          ld_out = (p_hi - p_lo) * nr;
-          c_out = c_tile.get(mc_cur * ld_out);
-          beta_out = 0.f;
-        }
+        const int64_t ld_out = g.half_c ? (p_hi - p_lo) * nr : g.ldc;
+        float* c_out = g.half_c ? c_tile.get(mc_cur * ld_out) : g.c + ic * g.ldc + jc + p_lo * nr;
+        const float beta_out = g.half_c ? 0.f : beta;
         float* a_pack = a_panels.get(mc * kc_slots);
         kern.pack(g.a, ic, mc_cur, pc, kc_cur, mr, a_pack);
         if (kern.micro_few && mc_cur < mr) {
