@@ -3,8 +3,9 @@
 // (two consecutive k of one row or column in a 32-bit slot, matmul_cpu.h), so the register tile is the AVX-512
 // kernel's 14 × 32 with half as many k steps: 28 accumulators, 2 B vectors of 16 pairs, one broadcast pair of A.
 // Blocks keep the AVX-512 kernel's bytes: kc = 2048 elements (1024 pairs: a B micro-panel is again 128 KiB, an A
-// block 224 × 2048 × 2 bytes = 896 KiB). The widening AVX-512 kernel ran the policy loss's GEMMs on bf16 operands at
-// the speed of f32 ones; this one is what PyTorch's oneDNN does for bf16 on these CPUs.
+// block 224 × 2048 × 2 bytes = 896 KiB). The widening AVX-512 kernel ran bf16 products at the speed of f32 ones
+// (201-224 GFLOP/s on 2 Zen 4 cores); this one runs them at 401-441, where PyTorch's bf16 matmul (oneDNN) ran at
+// 375-418 (bench/results/dense-gemm.md).
 #include <immintrin.h>
 
 #include <cstring>
