@@ -36,16 +36,9 @@ inline void load16_bf16(const uint16_t* p, __m256* lo, __m256* hi) {
   *hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), x));
 }
 
-inline __m256i round_bf16_high(__m256 v) {  // the bf16 bits, in the low 16 bits of each lane
-  __m256i u = _mm256_castps_si256(v);
-  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
-  __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-  return _mm256_blendv_epi8(rounded, quiet, _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
-}
-
+// Stores 16 bf16 from the two halves load16_bf16 made (packing restores the order).
 inline void store16_bf16(uint16_t* p, __m256 lo, __m256 hi, bool stream) {
-  __m256i packed = _mm256_packus_epi32(round_bf16_high(lo), round_bf16_high(hi));
+  __m256i packed = _mm256_packus_epi32(bf16_bits_v(lo), bf16_bits_v(hi));
   if (stream) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), packed);
   else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), packed);
 }

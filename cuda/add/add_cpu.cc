@@ -22,14 +22,13 @@ void add_range_scalar(const AddParams& p, int64_t begin, int64_t end) {
     }
     case DType::f16:
     case DType::bf16: {
-      const bool bf = p.dtype == DType::bf16;
       const uint16_t* a = static_cast<const uint16_t*>(p.a);
       const uint16_t* b = static_cast<const uint16_t*>(p.b);
       uint16_t* out = static_cast<uint16_t*>(p.out);
       for (int64_t i = begin; i < end; ++i) {
-        float ya = p.alpha * (bf ? bf16_to_f32(a[i]) : f16_to_f32(a[i]));
-        float y = has_b ? ya + p.beta * (bf ? bf16_to_f32(b[i]) : f16_to_f32(b[i])) : ya;
-        out[i] = bf ? f32_to_bf16(y) : f32_to_f16(y);
+        float ya = p.alpha * half_to_f32(a[i], p.dtype);
+        float y = has_b ? ya + p.beta * half_to_f32(b[i], p.dtype) : ya;
+        out[i] = f32_to_half(y, p.dtype);
       }
       break;
     }

@@ -95,4 +95,8 @@ inline uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | (r >> 13));
 }
 
+// The two 16-bit floats by a run-time dtype: bf16, else f16.
+inline float half_to_f32(uint16_t h, DType t) { return t == DType::bf16 ? bf16_to_f32(h) : f16_to_f32(h); }
+inline uint16_t f32_to_half(float f, DType t) { return t == DType::bf16 ? f32_to_bf16(f) : f32_to_f16(f); }
+
 }  // namespace qwenlong

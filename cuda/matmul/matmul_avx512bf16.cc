@@ -103,30 +103,11 @@ void pack_pairs(const PanelSource& src, int64_t x0, int64_t nx, int64_t k0, int6
   else pack_pairs_strided(src, x0, nx, k0, kc, r, out);
 }
 
-// The dot-product peak probe (GemmKernel::fma_rounds): fma_rounds's 12 independent chains, each step one vdpbf16ps
-// (16 lanes × 2 products × 2 flops). Every pair is (2^-10, 2^-10): the sums grow by 2^-19 a step and stay finite.
-float dot_rounds(int64_t iterations) {
-  __m512 acc[kPeakChains];
-#pragma GCC unroll 16
-  for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_set1_ps(1.f + 0.001f * static_cast<float>(i));
-  const __m512 x = _mm512_castsi512_ps(_mm512_set1_epi32(0x3a803a80));  // bf16 2^-10 in both halves
-  for (int64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-    for (int i = 0; i < kPeakChains; ++i) acc[i] = Bf16Pairs::dot(x, x, acc[i]);
-  }
-  __m512 sum = acc[0];
-#pragma GCC unroll 16
-  for (int i = 1; i < kPeakChains; ++i) sum = _mm512_add_ps(sum, acc[i]);
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, sum);
-  return lanes[0];
-}
-
 }  // namespace
 
 const GemmKernel& gemm_kernel_avx512bf16() {
   static const GemmKernel kernel{kMr,       kNv * Bf16Pairs::width, 224, 2048, 4096, pack_pairs, micro_tile<Bf16Pairs, kMr, kNv>,
-                                   dot_rounds, 4 * kPeakChains * Bf16Pairs::width, micro_few<Bf16Pairs, kMr, kNv>, 2,
+                                   fma_rounds<Bf16Pairs>, 4 * kPeakChains * Bf16Pairs::width, micro_few<Bf16Pairs, kMr, kNv>, 2,
                                    finish_half_vector};
   return kernel;
 }

@@ -95,7 +95,6 @@ struct GemmProblem {
   // is final (finish: alpha · sum, + beta · C, round), so no band of C waits in a scratch buffer and B is packed once.
   uint16_t* half_c = nullptr;
   DType half_dtype = DType::bf16;
-  FinishHalfFn finish = nullptr;
 };
 
 // Below this many multiply-adds a problem runs on the calling thread: waking the pool costs more.
@@ -183,7 +182,7 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
         }
         if (g.half_c) {
           for (int64_t i = 0; i < mc_cur; ++i)
-            g.finish(c_out + i * ld_out, g.half_c + (ic + i) * g.ldc + jc + p_lo * nr, cols, g.half_dtype, g.beta);
+            kern.finish_half(c_out + i * ld_out, g.half_c + (ic + i) * g.ldc + jc + p_lo * nr, cols, g.half_dtype, g.beta);
         }
       };
       if (threads > 1 && tasks > 1) pool.parallel_for(tasks, compute);
@@ -199,11 +198,10 @@ const void* offset(const void* base, int64_t elements, DType t) {
 }  // namespace
 
 void finish_half_row_scalar(const float* t, uint16_t* c, int64_t n, DType dtype, float beta) {
-  const bool bf = dtype == DType::bf16;
   for (int64_t j = 0; j < n; ++j) {
     float y = t[j];
-    if (beta != 0.f) y += beta * (bf ? bf16_to_f32(c[j]) : f16_to_f32(c[j]));
-    c[j] = bf ? f32_to_bf16(y) : f32_to_f16(y);
+    if (beta != 0.f) y += beta * half_to_f32(c[j], dtype);
+    c[j] = f32_to_half(y, dtype);
   }
 }
 
@@ -232,7 +230,6 @@ void matmul_one(const GemmKernel& kern, const MatmulParams& p, int64_t z, int th
     return;
   }
   uint16_t* c = static_cast<uint16_t*>(p.c) + z * p.stride_c;
-  const FinishHalfFn finish_row = kern.finish_half ? kern.finish_half : finish_half_row_scalar;
   if (p.k > 0 && p.k <= kern.kc) {
     // f16/bf16 C with k in one block: each task rounds its own tile (gemm_blocked's half_c).
     g.m = p.m;
@@ -240,7 +237,6 @@ void matmul_one(const GemmKernel& kern, const MatmulParams& p, int64_t z, int th
     g.beta = p.beta;
     g.half_c = c;
     g.half_dtype = p.c_dtype;
-    g.finish = finish_row;
     gemm_blocked(kern, g, threads);
     return;
   }
@@ -260,11 +256,11 @@ void matmul_one(const GemmKernel& kern, const MatmulParams& p, int64_t z, int th
     auto finish = [&](int64_t t) {
       int64_t lo, hi;
       split_range(rows, threads, t, &lo, &hi);
-      for (int64_t i = lo; i < hi; ++i) finish_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
+      for (int64_t i = lo; i < hi; ++i) kern.finish_half(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
     };
     if (threads > 1 && rows * p.n >= (int64_t(1) << 16)) ThreadPool::instance().parallel_for(threads, finish);
     else {
-      for (int64_t i = 0; i < rows; ++i) finish_row(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
+      for (int64_t i = 0; i < rows; ++i) kern.finish_half(scratch + i * p.n, c + (r0 + i) * p.ldc, p.n, p.c_dtype, p.beta);
     }
   }
 }
@@ -294,7 +290,8 @@ void pack_panels_scalar(const PanelSource& src, int64_t x0, int64_t nx, int64_t 
 }
 
 const GemmKernel& gemm_kernel_scalar() {
-  static const GemmKernel kernel{kScalarMr, kScalarNr, 64, 256, 1024, pack_panels_scalar, micro_scalar};
+  static const GemmKernel kernel{kScalarMr, kScalarNr, 64,      256, 1024, pack_panels_scalar, micro_scalar,
+                                   nullptr,   0,         nullptr, 1,   finish_half_row_scalar};
   return kernel;
 }
 

@@ -57,13 +57,14 @@ struct GemmKernel {
   int64_t mc = 0, kc = 0, nc = 0;  // cache blocks (mc a multiple of mr, nc of nr)
   PackFn pack = nullptr;
   MicroFn micro = nullptr;
-  // Benchmarks only: `iterations` rounds of independent fused multiply-adds on full vectors (nothing else), and
-  // the flops one round does; null where the ISA has no FMA. Gives the machine's FMA peak as this kernel sees it.
+  // Benchmarks only: `iterations` rounds of independent multiply-adds of the kernel's k step on full vectors (nothing
+  // else), and the flops one round does; null where the ISA has no FMA. Gives the machine's peak as this kernel
+  // sees it.
   float (*fma_rounds)(int64_t iterations) = nullptr;
   int64_t flops_per_round = 0;
   MicroFewFn micro_few = nullptr;  // optional
   int k_per_slot = 1;              // k elements per packed 32-bit slot: 1 (f32), 2 (bf16 pairs)
-  FinishHalfFn finish_half = nullptr;  // optional: a vector finish_half_row_scalar, the same bits
+  FinishHalfFn finish_half = nullptr;  // finish_half_row_scalar or a vector version of it (the same bits)
 };
 
 // The readable versions: the scalar ISA uses both; vector packers fall back to pack_panels_scalar.

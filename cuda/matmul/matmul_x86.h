@@ -112,7 +112,7 @@ inline void transpose8(__m256 v[8]) {
 
 // finish_half_row_scalar 8 lanes at a time: the same conversions, and the sum a multiply then an add (the build does
 // not contract them), so the same bits.
-[[maybe_unused]] void finish_half_vector(const float* t, uint16_t* c, int64_t n, DType dtype, float beta) {
+void finish_half_vector(const float* t, uint16_t* c, int64_t n, DType dtype, float beta) {
   const bool bf = dtype == DType::bf16;
   const __m256 vb = _mm256_set1_ps(beta);
   int64_t j = 0;
@@ -293,8 +293,10 @@ void micro_few(int64_t kc, const float* a, const float* b, int64_t b_stride, flo
   for (; j < n; j += NR, b += b_stride) tile_rows<V, MR, NV, R, 1>(kc, a, b, 0, c + j, ldc, m, std::min<int64_t>(NR, n - j), alpha, beta);
 }
 
-// The FMA peak probe (GemmKernel::fma_rounds): 12 independent chains, more than FMA latency × FMA pipes on
-// current cores, so the pipes never wait. The result depends on every chain, so none is optimized away.
+// The multiply-add peak probe (GemmKernel::fma_rounds): 12 independent chains of the kernel's k step (V::dot: the
+// FMA, or the bf16 pair dot product), more than its latency × its pipes on current cores, so the pipes never wait.
+// The operand's bits read as 2^-10 in both bf16 halves and as about 9.78e-4 as one f32, so the sums grow slowly and
+// stay finite either way. The result depends on every chain, so none is optimized away.
 constexpr int kPeakChains = 12;
 
 template <class V>
@@ -303,10 +305,13 @@ float fma_rounds(int64_t iterations) {
   reg acc[kPeakChains];
 #pragma GCC unroll 16
   for (int i = 0; i < kPeakChains; ++i) acc[i] = V::set1(1.f + 0.001f * static_cast<float>(i));
-  const reg x = V::set1(0.9999f), y = V::set1(0.0001f);
+  const uint32_t bits = 0x3a803a80u;
+  float operand;
+  std::memcpy(&operand, &bits, 4);
+  const reg x = V::set1(operand);
   for (int64_t it = 0; it < iterations; ++it) {
 #pragma GCC unroll 16
-    for (int i = 0; i < kPeakChains; ++i) acc[i] = V::fma(acc[i], x, y);
+    for (int i = 0; i < kPeakChains; ++i) acc[i] = V::dot(x, x, acc[i]);
   }
   alignas(64) float lanes[V::width];
   reg sum = acc[0];
