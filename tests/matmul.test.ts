@@ -226,10 +226,12 @@ describe('ops.matmul (f32)', () => {
 
 describe('ops.matmul: a row does not depend on the others', () => {
   // A decode step multiplies one or a few rows; a prefill, many. Each element is the same FMA chain over k whatever
-  // the number of rows (the kernels for fewer rows than a register tile included), so the rows agree bitwise.
-  it('rows of a few-row product equal the same rows of a 30-row product, bitwise: layouts, ISAs, alpha/beta, bf16, two k blocks', async () => {
-    const M = 30;
-    for (const [n, k, dtype] of [[130, 37, 'f32'], [67, 1100, 'f32'], [45, 300, 'bf16'], [45, 2051, 'bf16']] as const) {
+  // the number of rows (the kernels for fewer rows than a register tile included), so the rows agree bitwise. 300
+  // rows are more than one M block under every ISA, so the full product takes the blocked path (B packed whole),
+  // while up to an M block's rows take the path that packs B a few panels at a time; n = 700 spans several of those.
+  it('rows of a few-row product equal the same rows of a 300-row product, bitwise: layouts, ISAs, alpha/beta, bf16, two k blocks', async () => {
+    const M = 300;
+    for (const [n, k, dtype] of [[130, 37, 'f32'], [700, 1100, 'f32'], [45, 300, 'bf16'], [300, 2051, 'bf16']] as const) {
       const o = operands(M, n, k, 4242 + k, dtype);
       const c0 = randomArray(M * n, 77);
       for (const [ta, tb] of LAYOUTS) {
@@ -246,7 +248,7 @@ describe('ops.matmul: a row does not depend on the others', () => {
           };
           for (const [alpha, beta] of [[1, 0], [0.75, -1.25]] as const) {
             const full = run(M, 0, alpha, beta);
-            for (const rows of [1, 2, 3, 5, 13]) {
+            for (const rows of [1, 2, 3, 5, 13, 16, 100]) {
               for (const start of [0, M - rows]) {
                 const part = run(rows, start, alpha, beta);
                 expect(firstBitDifference(part, full.subarray(start * n, (start + rows) * n)), `${rows} rows from ${start}, ${n}x${k} ${dtype} ${name(ta, tb)} ${isa} alpha ${alpha}`).toBe(-1);

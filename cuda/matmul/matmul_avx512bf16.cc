@@ -67,6 +67,7 @@ void pack_pairs_k_contiguous(const PanelSource& src, int64_t x0, int64_t nx, int
       const uint16_t* row0 = data + (x0 + panel_x + g) * src.sx + k0;
       for (int64_t k = 0; k < kc; k += 16) {
         const int64_t kn = std::min<int64_t>(16, kc - k);  // elements; an odd count leaves the last high half zero
+        prefetch_next_rows(row0, src.sx * 2, k * 2);
         __m256 v[8];
         for (int q = 0; q < 8; ++q)
           v[q] = q < rows ? _mm256_castsi256_ps(_mm256_maskz_loadu_epi16(first16(kn), row0 + q * src.sx + k)) : _mm256_setzero_ps();

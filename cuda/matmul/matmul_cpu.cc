@@ -46,6 +46,7 @@ thread_local ScratchBuffer a_panels;  // the task's packed A block (mc × kc)
 thread_local ScratchBuffer b_panels;  // the caller's packed B block (kc × nc), read by every task
 thread_local ScratchBuffer c_rows;    // f32 rows of C when C is f16/bf16 (products of several k blocks)
 thread_local ScratchBuffer c_tile;    // a task's f32 C tile when C is f16/bf16 and k is one block
+thread_local ScratchBuffer b_group;   // a task's group of packed B panels (gemm_rows_once)
 
 // ---- The scalar kernel ----
 
@@ -100,6 +101,61 @@ struct GemmProblem {
 // Below this many multiply-adds a problem runs on the calling thread: waking the pool costs more.
 constexpr double kParallelMinMacs = double(1 << 20);
 
+// What a task of gemm_rows_once keeps in L2: its packed A block and a group of packed B panels (L2 is 1-2 MiB).
+constexpr int64_t kRowsOnceL2Bytes = 512 << 10;
+
+// gemm_blocked's path when all of M is one block (M ≤ mc: decode steps, M = 1-16, and short prefills against a weight
+// matrix). Each packed element of B then serves one task's rows and is never needed again, so packing a whole
+// kc × nc block to memory first and reading it back would move B's bytes through DRAM three times for one use. Here
+// each task takes its share of the panels for every k block and packs them a group at a time into a buffer that stays
+// in L2, running its rows over each group as soon as it is packed: B is read from memory once. The packer, the
+// kernels, kc, the order of the k blocks and the thread split are gemm_blocked's, and an element's sum does not
+// depend on which panels or rows share a kernel call, so the bits are the same.
+void gemm_rows_once(const GemmKernel& kern, const GemmProblem& g, int threads, int64_t kc) {
+  const int mr = kern.mr, nr = kern.nr, kps = kern.k_per_slot;
+  const int64_t panels = ceil_div(g.n, nr);
+  const int64_t kc_slots = kc / kps;
+  const int64_t a_bytes = round_up(g.m, mr) * kc_slots * 4, panel_bytes = int64_t(nr) * kc_slots * 4;
+  const int64_t group = std::max<int64_t>(1, (kRowsOnceL2Bytes - a_bytes) / panel_bytes);
+  const int64_t tasks = std::min<int64_t>(threads, panels);
+  auto run = [&](int64_t t) {
+    int64_t p_lo, p_hi;
+    split_range(panels, tasks, t, &p_lo, &p_hi);
+    if (p_hi <= p_lo) return;
+    const int64_t col0 = p_lo * nr, cols = std::min(g.n - col0, (p_hi - p_lo) * nr);
+    // Where the tiles go: C itself, or (half C) an f32 tile of this task's columns, rounded at the end.
+    const int64_t ld_out = g.half_c ? cols : g.ldc;
+    float* c_out = g.half_c ? c_tile.get(g.m * ld_out) : g.c + col0;
+    float* a_pack = a_panels.get(round_up(g.m, mr) * kc_slots);
+    float* b_pack = b_group.get(group * nr * kc_slots);
+    for (int64_t pc = 0; pc < g.k; pc += kc) {
+      const int64_t kc_cur = std::min(kc, g.k - pc);
+      const int64_t slots = ceil_div(kc_cur, kps);
+      const float beta = g.half_c ? 0.f : pc == 0 ? g.beta : 1.f;  // later k blocks add to what the first one wrote
+      kern.pack(g.a, 0, g.m, pc, kc_cur, mr, a_pack);
+      for (int64_t q = 0; q < cols; q += group * nr) {
+        const int64_t n_cur = std::min(group * nr, cols - q);
+        kern.pack(g.b, col0 + q, n_cur, pc, kc_cur, nr, b_pack);
+        if (kern.micro_few && g.m < mr) {
+          kern.micro_few(slots, a_pack, b_pack, nr * slots, c_out + q, ld_out, g.m, n_cur, g.alpha, beta);
+          continue;
+        }
+        for (int64_t j = 0; j < n_cur; j += nr) {
+          for (int64_t ir = 0; ir < g.m; ir += mr) {
+            kern.micro(slots, a_pack + ir * slots, b_pack + j * slots, c_out + ir * ld_out + q + j, ld_out,
+                       std::min<int64_t>(mr, g.m - ir), std::min<int64_t>(nr, n_cur - j), g.alpha, beta);
+          }
+        }
+      }
+    }
+    if (g.half_c) {
+      for (int64_t i = 0; i < g.m; ++i) kern.finish_half(c_out + i * ld_out, g.half_c + i * g.ldc + col0, cols, g.half_dtype, g.beta);
+    }
+  };
+  if (tasks > 1) ThreadPool::instance().parallel_for(tasks, run);
+  else run(0);
+}
+
 // Runs one problem on `threads` threads (1: inline). The split depends only on the sizes and `threads`, and no
 // split changes any element's summation order (see matmul_cpu.h).
 void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
@@ -122,6 +178,7 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
   const int64_t k_blocks = ceil_div(g.k, kern.kc);
   const int64_t kc = round_up(ceil_div(g.k, k_blocks), kps);
   const int64_t kc_slots = kc / kps;
+  if (g.m <= kern.mc) return gemm_rows_once(kern, g, threads, kc);
   const int64_t n_blocks = ceil_div(g.n, kern.nc);
   const int64_t nc = round_up(ceil_div(g.n, n_blocks), nr);
   int64_t m_blocks = ceil_div(g.m, kern.mc);
