@@ -6,6 +6,8 @@
  * With a CUDA device: a Qwen3-0.6B-shaped model with random weights in bf16 (f32 master weights in AdamW): training
  * tokens/s and MFU (model FLOPs per token 6 N + 6 L T d_attn for causal attention, over the card's dense bf16 peak),
  * and decode tokens/s through the paged KV cache.
+ * On the CPU also: that model's decode step in bf16, batch 1 and 8, as weight bytes read per second against a memory
+ * stream.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +17,8 @@ import type { ModelConfig } from '../src/model/config.js';
 import { expectedShapes } from '../src/model/hf.js';
 import * as ops from '../src/ops/index.js';
 import { PagedKVCache } from '../src/ops/kv_cache.js';
+import { native } from '../src/native/addon.js';
+import { Tensor } from '../src/native/tensor.js';
 import { sampleMany } from '../src/model/model.js';
 import { Random } from '../src/rl/random.js';
 import { torchBench } from '../src/bench/torch.js';
@@ -157,6 +161,58 @@ function decodeSplit(model: CausalLM, prompts: number[][], tokens: number, log: 
   }
 }
 
+/**
+ * CPU decode of a Qwen3-0.6B-shaped model in bf16 (random weights; 4 layers with --quick): one step (every sequence
+ * one token, through the paged KV cache) after a 64-token prompt, batch 1 and 8. A step reads every weight once, so
+ * the figure beside it is the weights' bytes over the step's time, against a read-only stream over 1 GiB in the same
+ * run (what the memory gives one pass).
+ */
+async function cpuDecode(ctx: Parameters<BenchSuite['run']>[0], threads: number): Promise<BenchRecord[]> {
+  const config: ModelConfig = ctx.quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  let seed = 1, params = 0;
+  for (const [name, shape] of expectedShapes(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    params += n;
+    tensors.set(name, { shape, data: name.endsWith('norm.weight') ? new Float32Array(n).fill(1) : seededFloats(n, seed++, 0.035) });
+  }
+  const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu', dtype: 'bf16' });
+  tensors.clear();
+  const stream = Tensor.from(seededFloats(1 << 28, 5), [1 << 28], { device: 'cpu' });
+  const records: BenchRecord[] = [];
+  const name = `Qwen3-0.6B-shaped${ctx.quick ? ' (4 layers)' : ''}`;
+  try {
+    for (const batch of [1, 8]) {
+      const ids = Array.from({ length: batch }, (_, b) => b);
+      const prompt = Int32Array.from({ length: 64 }, (_, i) => (i * 7919) % config.vocabSize);
+      const cache = new PagedKVCache({ layers: config.layers, kvHeads: config.kvHeads, headDim: config.headDim, blockSize: 16, dtype: 'bf16', device: 'cpu', numBlocks: batch * 8 + 1 });
+      const logits = new Float32Array(batch * config.vocabSize);
+      try {
+        ids.forEach((b) => cache.allocate(b));
+        model.extend(cache, ids, ids.map(() => prompt), logits);
+        const next = ids.map((b) => Int32Array.of(b + 1));
+        // At most 64 more tokens fit: 2 warm-up steps and 16 timed ones (fewer with --quick).
+        const r = await ctx.time(() => model.extend(cache, ids, next, logits), { warmup: 2, minSamples: 16, minTimeMs: 0 });
+        const s = await ctx.time(() => native().readStream(stream.handle), { warmup: 1, minSamples: 4, minTimeMs: 0 });
+        const weightGBs = (params * 2) / (r.medianMs / 1000) / 1e9, streamGBs = ((1 << 28) * 4) / (s.medianMs / 1000) / 1e9;
+        records.push({
+          suite: 'model',
+          case: `${name} decode step, batch ${batch} after a 64-token prompt, bf16 (CPU, ${threads} threads)`,
+          medianMs: r.medianMs,
+          samples: r.samples,
+          figures: { 'tokens/s': batch / (r.medianMs / 1000), 'weights GB/s': weightGBs, 'stream GB/s': streamGBs, 'of stream': weightGBs / streamGBs },
+        });
+      } finally {
+        cache.dispose();
+      }
+    }
+  } finally {
+    stream.dispose();
+    model.dispose();
+  }
+  return records;
+}
+
 async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0], skipGenerate: boolean): Promise<BenchRecord[]> {
   const card = info().cuda.devices[0]!;
   const config: ModelConfig = ctx.quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
@@ -213,13 +269,19 @@ const dir = join(import.meta.dirname, '..', '..', '..', 'shared', 'models', 'sto
 
 const suite: BenchSuite = {
   name: 'model',
-  description: 'training step beside PyTorch, and stories260K generation tokens/s (CPU)',
+  description: 'training step beside PyTorch, a Qwen3-0.6B-shaped bf16 decode step against a memory stream, and stories260K generation tokens/s (CPU)',
   async run(ctx) {
     const records: BenchRecord[] = [];
-    // MODEL_BENCH_SKIP=cpu,generate leaves out the CPU cases and the GPU decode (a short GPU loan: training only).
+    // MODEL_BENCH_SKIP=cpu,generate leaves out the CPU cases and the GPU decode (a short GPU loan: training only);
+    // train and decode leave out the CPU training step and the CPU decode step.
     const skip = new Set((process.env.MODEL_BENCH_SKIP ?? '').split(','));
     if (skip.has('cpu')) ctx.log('MODEL_BENCH_SKIP: the CPU cases are left out');
-    else records.push(await trainStep(ctx, info().cpu.threads));
+    else {
+      if (skip.has('train')) ctx.log('MODEL_BENCH_SKIP: the CPU training step is left out');
+      else records.push(await trainStep(ctx, info().cpu.threads));
+      if (skip.has('decode')) ctx.log('MODEL_BENCH_SKIP: the CPU decode cases are left out');
+      else records.push(...(await cpuDecode(ctx, info().cpu.threads)));
+    }
     if (info().cuda.devices.length > 0) records.push(...(await gpuRecords(ctx, skip.has('generate'))));
     else ctx.log('no CUDA device: the Qwen3-0.6B-shaped GPU cases are skipped');
     const modelDir = [dir, join(import.meta.dirname, '..', '..', 'shared', 'models', 'stories260K')].find((d) => existsSync(join(d, 'model.bin')));

@@ -41,6 +41,8 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable wake_;
   uint64_t generation_ = 0;
+  std::atomic<uint64_t> posted_{0};  // generation_, for workers that watch it without the lock before sleeping
+  static constexpr int64_t kSpinMicros = 100;  // how long an idle worker watches before it sleeps
   bool stopping_ = false;
   // State of the current job.
   const std::function<void(int64_t)>* job_ = nullptr;
