@@ -161,14 +161,9 @@ function decodeSplit(model: CausalLM, prompts: number[][], tokens: number, log: 
   }
 }
 
-/**
- * CPU decode of a Qwen3-0.6B-shaped model in bf16 (random weights; 4 layers with --quick): one step (every sequence
- * one token, through the paged KV cache) after a 64-token prompt, batch 1 and 8. A step reads every weight once, so
- * the figure beside it is the weights' bytes over the step's time, against a read-only stream over 1 GiB in the same
- * run (what the memory gives one pass).
- */
-async function cpuDecode(ctx: Parameters<BenchSuite['run']>[0], threads: number): Promise<BenchRecord[]> {
-  const config: ModelConfig = ctx.quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
+/** The Qwen3-0.6B-shaped model in bf16 with seeded random weights (4 layers when quick), and its parameter count. */
+function qwen3Shaped(quick: boolean, device: 'cpu' | 'cuda'): { model: CausalLM; config: ModelConfig; params: number } {
+  const config: ModelConfig = quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   let seed = 1, params = 0;
   for (const [name, shape] of expectedShapes(config)) {
@@ -176,8 +171,17 @@ async function cpuDecode(ctx: Parameters<BenchSuite['run']>[0], threads: number)
     params += n;
     tensors.set(name, { shape, data: name.endsWith('norm.weight') ? new Float32Array(n).fill(1) : seededFloats(n, seed++, 0.035) });
   }
-  const model = CausalLM.fromHost({ config, tensors }, { device: 'cpu', dtype: 'bf16' });
-  tensors.clear();
+  return { model: CausalLM.fromHost({ config, tensors }, { device, dtype: 'bf16' }), config, params };
+}
+
+/**
+ * CPU decode of a Qwen3-0.6B-shaped model in bf16 (random weights; 4 layers with --quick): one step (every sequence
+ * one token, through the paged KV cache) after a 64-token prompt, batch 1 and 8. A step reads every weight once, so
+ * the figure beside it is the weights' bytes over the step's time, against a read-only stream over 1 GiB in the same
+ * run (what the memory gives one pass).
+ */
+async function cpuDecode(ctx: Parameters<BenchSuite['run']>[0], threads: number): Promise<BenchRecord[]> {
+  const { model, config, params } = qwen3Shaped(ctx.quick, 'cpu');
   const stream = Tensor.from(seededFloats(1 << 28, 5), [1 << 28], { device: 'cpu' });
   const records: BenchRecord[] = [];
   const name = `Qwen3-0.6B-shaped${ctx.quick ? ' (4 layers)' : ''}`;
@@ -215,16 +219,7 @@ async function cpuDecode(ctx: Parameters<BenchSuite['run']>[0], threads: number)
 
 async function gpuRecords(ctx: Parameters<BenchSuite['run']>[0], skipGenerate: boolean): Promise<BenchRecord[]> {
   const card = info().cuda.devices[0]!;
-  const config: ModelConfig = ctx.quick ? { ...QWEN3_06B, layers: 4 } : QWEN3_06B;
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  let seed = 1, params = 0;
-  for (const [name, shape] of expectedShapes(config)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    params += n;
-    tensors.set(name, { shape, data: name.endsWith('norm.weight') ? new Float32Array(n).fill(1) : seededFloats(n, seed++, 0.035) });
-  }
-  const model = CausalLM.fromHost({ config, tensors }, { device: 'cuda', dtype: 'bf16' });
-  tensors.clear();
+  const { model, config, params } = qwen3Shaped(ctx.quick, 'cuda');
   const records: BenchRecord[] = [];
   const name = `Qwen3-0.6B-shaped${ctx.quick ? ' (4 layers)' : ''}`;
   {
