@@ -182,7 +182,8 @@ function qwen3Shaped(quick: boolean, device: 'cpu' | 'cuda'): { model: CausalLM;
  */
 async function cpuDecode(ctx: Parameters<BenchSuite['run']>[0], threads: number): Promise<BenchRecord[]> {
   const { model, config, params } = qwen3Shaped(ctx.quick, 'cpu');
-  const stream = Tensor.from(seededFloats(1 << 28, 5), [1 << 28], { device: 'cpu' });
+  const streamFloats = 1 << 28;  // 1 GiB
+  const stream = Tensor.from(seededFloats(streamFloats, 5), [streamFloats], { device: 'cpu' });
   const records: BenchRecord[] = [];
   const name = `Qwen3-0.6B-shaped${ctx.quick ? ' (4 layers)' : ''}`;
   try {
@@ -198,7 +199,7 @@ async function cpuDecode(ctx: Parameters<BenchSuite['run']>[0], threads: number)
         // At most 64 more tokens fit: 2 warm-up steps and 16 timed ones (fewer with --quick).
         const r = await ctx.time(() => model.extend(cache, ids, next, logits), { warmup: 2, minSamples: 16, minTimeMs: 0 });
         const s = await ctx.time(() => native().readStream(stream.handle), { warmup: 1, minSamples: 4, minTimeMs: 0 });
-        const weightGBs = (params * 2) / (r.medianMs / 1000) / 1e9, streamGBs = ((1 << 28) * 4) / (s.medianMs / 1000) / 1e9;
+        const weightGBs = (params * 2) / (r.medianMs / 1000) / 1e9, streamGBs = (streamFloats * 4) / (s.medianMs / 1000) / 1e9;
         records.push({
           suite: 'model',
           case: `${name} decode step, batch ${batch} after a 64-token prompt, bf16 (CPU, ${threads} threads)`,

@@ -52,7 +52,7 @@ void ThreadPool::start(int threads) {
   uint64_t current;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    current = generation_;
+    current = generation_.load(std::memory_order_relaxed);
   }
   for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i, current] { worker_loop(i, current); });
 }
@@ -61,7 +61,7 @@ void ThreadPool::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    posted_.store(++generation_, std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -101,14 +101,14 @@ void ThreadPool::worker_loop(int, uint64_t seen) {
     // microseconds between them, and waking a sleeping thread cost about 18 us a job (a 1 x 1024 x 1024 bf16 product
     // 74 -> 55 us back to back; a Qwen3-0.6B-shaped bf16 decode step 75.5 -> 68-70 ms on 2 cores).
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
-    for (int spins = 1; posted_.load(std::memory_order_acquire) == seen; ++spins) {
+    for (int spins = 1; generation_.load(std::memory_order_acquire) == seen; ++spins) {
       QWENLONG_PAUSE();
       if (spins % 64 == 0 && std::chrono::steady_clock::now() >= until) break;
     }
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return generation_ != seen; });
-      seen = generation_;
+      wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
+      seen = generation_.load(std::memory_order_relaxed);
       if (stopping_) return;
     }
     run_tasks();
@@ -136,7 +136,7 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t)>&
   busy_workers_.store(num_threads_ - 1, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    posted_.store(++generation_, std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   run_tasks();

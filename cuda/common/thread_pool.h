@@ -40,8 +40,8 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
-  uint64_t generation_ = 0;
-  std::atomic<uint64_t> posted_{0};  // generation_, for workers that watch it without the lock before sleeping
+  // Bumped under mu_ for each job (and to stop); atomic so that idle workers can watch it without the lock first.
+  std::atomic<uint64_t> generation_{0};
   static constexpr int64_t kSpinMicros = 100;  // how long an idle worker watches before it sleeps
   bool stopping_ = false;
   // State of the current job.

@@ -101,6 +101,32 @@ struct GemmProblem {
 // Below this many multiply-adds a problem runs on the calling thread: waking the pool costs more.
 constexpr double kParallelMinMacs = double(1 << 20);
 
+// One task's tiles over packed panels: its m rows (packed A, mr-row panels) times the panels at b (cols columns from
+// the first, panel q at b + q · nr · slots), into c (row stride ldc), C = alpha · sum + beta · C. Fewer rows than the
+// register tile go through micro_few (more accumulator chains per call); an element's arithmetic is the same either way.
+void sweep_tiles(const GemmKernel& kern, int64_t slots, const float* a_pack, const float* b, float* c, int64_t ldc,
+                 int64_t m, int64_t cols, float alpha, float beta) {
+  const int mr = kern.mr, nr = kern.nr;
+  if (kern.micro_few && m < mr) {
+    kern.micro_few(slots, a_pack, b, nr * slots, c, ldc, m, cols, alpha, beta);
+    return;
+  }
+  for (int64_t j = 0; j < cols; j += nr) {
+    for (int64_t ir = 0; ir < m; ir += mr) {
+      kern.micro(slots, a_pack + ir * slots, b + j * slots, c + ir * ldc + j, ldc, std::min<int64_t>(mr, m - ir),
+                 std::min<int64_t>(nr, cols - j), alpha, beta);
+    }
+  }
+}
+
+// An f16/bf16 C's rows from a task's f32 tile (GemmProblem::half_c): rows × cols from t (row stride ldt) into
+// half_c + col0 (row stride g.ldc), each rounded once.
+void finish_half_tile(const GemmKernel& kern, const GemmProblem& g, const float* t, int64_t ldt, int64_t row0,
+                      int64_t rows, int64_t col0, int64_t cols) {
+  for (int64_t i = 0; i < rows; ++i)
+    kern.finish_half(t + i * ldt, g.half_c + (row0 + i) * g.ldc + col0, cols, g.half_dtype, g.beta);
+}
+
 // What a task of gemm_rows_once keeps in L2: its packed A block and a group of packed B panels (L2 is 1-2 MiB).
 constexpr int64_t kRowsOnceL2Bytes = 512 << 10;
 
@@ -136,21 +162,10 @@ void gemm_rows_once(const GemmKernel& kern, const GemmProblem& g, int threads, i
       for (int64_t q = 0; q < cols; q += group * nr) {
         const int64_t n_cur = std::min(group * nr, cols - q);
         kern.pack(g.b, col0 + q, n_cur, pc, kc_cur, nr, b_pack);
-        if (kern.micro_few && g.m < mr) {
-          kern.micro_few(slots, a_pack, b_pack, nr * slots, c_out + q, ld_out, g.m, n_cur, g.alpha, beta);
-          continue;
-        }
-        for (int64_t j = 0; j < n_cur; j += nr) {
-          for (int64_t ir = 0; ir < g.m; ir += mr) {
-            kern.micro(slots, a_pack + ir * slots, b_pack + j * slots, c_out + ir * ld_out + q + j, ld_out,
-                       std::min<int64_t>(mr, g.m - ir), std::min<int64_t>(nr, n_cur - j), g.alpha, beta);
-          }
-        }
+        sweep_tiles(kern, slots, a_pack, b_pack, c_out + q, ld_out, g.m, n_cur, g.alpha, beta);
       }
     }
-    if (g.half_c) {
-      for (int64_t i = 0; i < g.m; ++i) kern.finish_half(c_out + i * ld_out, g.half_c + i * g.ldc + col0, cols, g.half_dtype, g.beta);
-    }
+    if (g.half_c) finish_half_tile(kern, g, c_out, ld_out, 0, g.m, col0, cols);
   };
   if (tasks > 1) ThreadPool::instance().parallel_for(tasks, run);
   else run(0);
@@ -225,22 +240,8 @@ void gemm_blocked(const GemmKernel& kern, const GemmProblem& g, int threads) {
         const float beta_out = g.half_c ? 0.f : beta;
         float* a_pack = a_panels.get(mc * kc_slots);
         kern.pack(g.a, ic, mc_cur, pc, kc_cur, mr, a_pack);
-        if (kern.micro_few && mc_cur < mr) {
-          kern.micro_few(slots, a_pack, b_pack + p_lo * nr * slots, nr * slots, c_out, ld_out, mc_cur, cols, g.alpha, beta_out);
-        } else {
-          for (int64_t p = p_lo; p < p_hi; ++p) {
-            const int64_t j = p * nr;
-            const float* b_panel = b_pack + j * slots;
-            for (int64_t ir = 0; ir < mc_cur; ir += mr) {
-              kern.micro(slots, a_pack + ir * slots, b_panel, c_out + ir * ld_out + (j - p_lo * nr), ld_out,
-                         std::min<int64_t>(mr, mc_cur - ir), std::min<int64_t>(nr, nc_cur - j), g.alpha, beta_out);
-            }
-          }
-        }
-        if (g.half_c) {
-          for (int64_t i = 0; i < mc_cur; ++i)
-            kern.finish_half(c_out + i * ld_out, g.half_c + (ic + i) * g.ldc + jc + p_lo * nr, cols, g.half_dtype, g.beta);
-        }
+        sweep_tiles(kern, slots, a_pack, b_pack + p_lo * nr * slots, c_out, ld_out, mc_cur, cols, g.alpha, beta_out);
+        if (g.half_c) finish_half_tile(kern, g, c_out, ld_out, ic, mc_cur, jc + p_lo * nr, cols);
       };
       if (threads > 1 && tasks > 1) pool.parallel_for(tasks, compute);
       else for (int64_t t = 0; t < tasks; ++t) compute(t);
